@@ -1,0 +1,95 @@
+"""What every command shares: the common options, running a phase with errors mapped to exit codes
+(0 ok, 1 run failed, 2 bad input), `--json` on stdout, and `-` for JSON read from stdin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for python, numpy and torch.")]
+Deterministic = Annotated[bool, typer.Option("--deterministic", help="Deterministic kernels (slower on GPU).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder to create (default: logs/<phase>/<run_id>).",
+                                             show_default=False)]
+Name = Annotated[Optional[str], typer.Option("--name", help="Short name appended to the run id.", show_default=False)]
+DataDir = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Folder holding the datasets (default: $NLAB_DATA_DIR, then ./data, then a download).",
+    show_default=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print the final metrics as one JSON object on stdout.")]
+
+
+def _print_error(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    from phases.core.render import console
+
+    console().print(f"[bold red]error:[/bold red] {escape(message)}")
+    if hint:
+        console().print(f"  [bold]fix:[/bold] {escape(hint)}")
+
+
+def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, **kwargs: Any) -> dict:
+    """Call a phase function the way every command does: NlabError -> its exit code with a message naming
+    what is wrong, Ctrl-C -> exit 1, and with --json the result as one JSON object on stdout. Anything else
+    is a bug and keeps its traceback (exit 1)."""
+    from phases.core.errors import NlabError
+    from phases.core.jsonio import dumps
+
+    try:
+        result = fn(*args, **kwargs)
+    except NlabError as e:
+        _print_error(e.message, e.hint)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        raise typer.Exit(1) from None
+    if json_out:
+        sys.stdout.write(dumps(result) + "\n")
+        sys.stdout.flush()
+    return result
+
+
+def bad_usage(message: str, hint: str | None = None) -> typer.Exit:
+    """For checks made in the CLI layer itself: print and return the exit to raise."""
+    _print_error(message, hint)
+    return typer.Exit(2)
+
+
+def read_stdin_json() -> list[dict]:
+    """JSON objects piped in by an earlier command (`nlab ... --json | nlab ... -`): one object, a list of
+    objects, or one object per line."""
+    text = sys.stdin.read()
+    if not text.strip():
+        raise bad_usage("'-' was given but stdin is empty",
+                        "pipe the --json output of another nlab command, e.g. nlab train-moe --json | ...")
+    try:
+        obj = json.loads(text)
+        objs = obj if isinstance(obj, list) else [obj]
+    except json.JSONDecodeError:
+        try:
+            objs = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise bad_usage(f"stdin: line {e.lineno}: not JSON ({e.msg})",
+                            "pipe the --json output of an nlab command") from None
+    if not all(isinstance(o, dict) for o in objs):
+        raise bad_usage("stdin: expected JSON objects", "pipe the --json output of an nlab command")
+    return objs
+
+
+def expand_stdin_runs(paths: list[str]) -> list[str]:
+    """Replace `-` by the run folders named in JSON on stdin (`run_dir` keys)."""
+    if "-" not in paths:
+        return paths
+    runs = []
+    for obj in read_stdin_json():
+        if "run_dir" not in obj:
+            raise bad_usage("stdin: a JSON object has no 'run_dir'", "pipe the --json output of an nlab command")
+        runs.append(str(obj["run_dir"]))
+    out: list[str] = []
+    for p in paths:
+        out.extend(runs if p == "-" else [p])
+    return out

@@ -1,0 +1,160 @@
+"""JSON files that survive a crash: atomic whole-file writes and flushed append-only JSONL.
+
+Whole files (config, manifest, metrics) are written to a temporary file in the same folder and renamed over the
+target, so a reader never sees half a file. JSONL files are appended one flushed line at a time; a run killed
+mid-line leaves at most one partial last line, which `JsonlWriter` cuts off when it reopens the file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from phases.core.errors import InputError
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types only: numpy/torch scalars become numbers, paths strings, non-finite floats null
+    (JSON has no NaN; a metric that is undefined is written as null rather than as invalid JSON)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return to_jsonable(value.item())
+    return str(value)
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path | str, what: str = "JSON file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}", "check the path")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "fix or remove the file") from None
+
+
+def _cut_partial_tail(path: Path) -> None:
+    """Drop a last line without its newline: the record a killed writer had in flight."""
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        # walk back to the last newline (records are small; read in chunks from the end)
+        pos, chunk = size, 65536
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            nl = block.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(start + nl + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+class JsonlWriter:
+    """Append-only JSONL: one record per line, flushed after every record."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            _cut_partial_tail(self.path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._f.write(dumps(record) + "\n")
+        self._f.flush()
+
+    def write_many(self, records: Iterable[dict]) -> None:
+        for r in records:
+            self.write(r)
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def iter_jsonl_numbered(
+    path: Path | str, skip_bad_lines: bool = False, bad: list | None = None, hint: str = "fix or delete that line"
+) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each record of a JSONL file. A malformed line raises InputError naming file
+    and line, unless `skip_bad_lines`, in which case it is skipped and its line number appended to `bad`.
+    A partial last line (no trailing newline, unparsable) is the record a killed writer had in flight:
+    it is always skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}", "check the path")
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if i == len(lines) and not line.endswith("\n"):
+                continue  # the record in flight when a writer was killed
+            if skip_bad_lines:
+                if bad is not None:
+                    bad.append(i)
+                continue
+            raise InputError(f"{path}:{i}: malformed JSON line ({e})", hint) from None
+        yield i, rec
+
+
+def iter_jsonl(path: Path | str, **kwargs) -> Iterator[dict]:
+    for _, rec in iter_jsonl_numbered(path, **kwargs):
+        yield rec
+
+
+def read_jsonl(path: Path | str, **kwargs) -> list[dict]:
+    return list(iter_jsonl(path, **kwargs))

@@ -1,0 +1,252 @@
+"""Run folders: `logs/<phase>/<run_id>/` with config, manifest, metrics, history and predictions.
+
+A phase validates its input first (raising InputError, so nothing is written for a rejected run), then opens a
+run with `Run.create(...)` or `Run.resume(...)` and does its work inside `with run:`. The manifest's status is
+kept true whatever happens: `running` while inside, `completed` on a normal exit, `failed` with the exit reason
+on any exception, Ctrl-C or SIGTERM (a `kill -9` cannot be caught: its manifest stays `running`, and the run
+can be resumed)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from phases.core import paths
+from phases.core.errors import InputError, NlabError
+from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> dict | None:
+    """The project's commit (and whether the tree had local changes), when nlab runs from a git checkout."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_run_name(name: str | None) -> None:
+    if name is not None and not _NAME_RE.match(name):
+        raise InputError(f"--name {name!r} is not a usable folder name",
+                         "use letters, digits, '.', '_' or '-' (at most 64 characters)")
+
+
+def _unique_run_dir(root: Path, name: str | None) -> Path:
+    """A new folder `root/<timestamp>[-name]`; never reuses an existing one (mkdir is the lock)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        run_id = stamp + (f"-{i}" if i > 1 else "") + (f"-{name}" if name else "")
+        try:
+            (root / run_id).mkdir()
+            return root / run_id
+        except FileExistsError:
+            continue
+    raise NlabError(f"could not create a new run folder under {root}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that the manifest records the interruption."""
+
+
+class Run:
+    """One run folder. Use `Run.create` or `Run.resume`, then `with run: ...`."""
+
+    CONFIG, MANIFEST, METRICS = "config.json", "manifest.json", "metrics.json"
+    HISTORY, PREDICTIONS = "history.jsonl", "predictions.jsonl"
+
+    def __init__(self, phase: str, run_dir: Path, manifest: dict, config: dict):
+        self.phase = phase
+        self.dir = run_dir
+        self.manifest = manifest
+        self.config = config
+        self._writers: dict[str, JsonlWriter] = {}
+        self._old_sigterm: Any = None
+
+    # --- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, phase: str, config: dict, out: Path | str | None = None, name: str | None = None,
+               argv: list[str] | None = None) -> "Run":
+        check_run_name(name)
+        if out is not None:
+            run_dir = Path(out).resolve()
+            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise InputError(f"--out {run_dir} already exists and is not an empty folder",
+                                 "choose a new folder, or continue that run with --resume")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt_dir = run_dir / "checkpoints"
+        else:
+            run_dir = _unique_run_dir(paths.logs_dir() / phase, name)
+            ckpt_dir = paths.checkpoints_dir() / phase / run_dir.name
+        manifest = {
+            "phase": phase,
+            "run_id": run_dir.name,
+            "run_dir": str(run_dir),
+            "checkpoint_dir": str(ckpt_dir),
+            "argv": list(sys.argv if argv is None else argv),
+            "start_time": _now(),
+            "end_time": None,
+            "status": "running",
+            "exit_reason": None,
+            "host": socket.gethostname(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "versions": {p: _version(p) for p in ("nlab", "torch", "transformers", "peft", "numpy")},
+            "device": config.get("device"),
+            "git": _git_commit(),
+            "resumes": [],
+        }
+        run = cls(phase, run_dir, manifest, dict(config))
+        atomic_write_json(run_dir / cls.CONFIG, run.config)
+        run._save_manifest()
+        return run
+
+    @classmethod
+    def resume(cls, run_dir: Path | str, phase: str, argv: list[str] | None = None) -> "Run":
+        """Reopen a run folder of `phase` (after a crash or kill). The caller compares `run.config` with its
+        own resolved config (see `check_same_config`) before doing any work."""
+        run_dir = Path(run_dir).resolve()
+        if not (run_dir / cls.MANIFEST).is_file() or not (run_dir / cls.CONFIG).is_file():
+            raise InputError(f"--resume {run_dir}: not an nlab run folder (no manifest.json/config.json)",
+                             "pass the folder a previous run printed as its run_dir")
+        manifest = read_json(run_dir / cls.MANIFEST, "manifest")
+        if manifest.get("phase") != phase:
+            raise InputError(f"--resume {run_dir}: that folder is a {manifest.get('phase')!r} run, not {phase!r}",
+                             f"resume it with `nlab {manifest.get('phase')}`, or start a new {phase} run")
+        config = read_json(run_dir / cls.CONFIG, "config")
+        manifest.setdefault("resumes", []).append(
+            {"time": _now(), "argv": list(sys.argv if argv is None else argv), "previous_status": manifest["status"]})
+        return cls(phase, run_dir, manifest, config)
+
+    def check_same_config(self, new_config: dict, may_differ: tuple[str, ...] = ()) -> None:
+        """Resume only what was started: every option outside `may_differ` must match the saved config."""
+        diffs = [k for k in sorted(set(self.config) | set(new_config))
+                 if k not in may_differ and self.config.get(k) != new_config.get(k)]
+        if diffs:
+            shown = "; ".join(f"{k}: saved {self.config.get(k)!r}, now {new_config.get(k)!r}" for k in diffs[:6])
+            raise InputError(f"--resume {self.dir}: that run was started with another configuration ({shown})",
+                             "resume with the run's own options, or start a new run")
+
+    # --- files -----------------------------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.dir.name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.manifest["checkpoint_dir"])
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def _writer(self, name: str) -> JsonlWriter:
+        if name not in self._writers:
+            self._writers[name] = JsonlWriter(self.dir / name)
+        return self._writers[name]
+
+    def log(self, record: dict) -> None:
+        """Append one point to history.jsonl: {"step": int, "split": str, "stage": optional, metrics...}."""
+        self._writer(self.HISTORY).write(record)
+
+    def predict(self, record: dict) -> None:
+        """Append one evaluated item to predictions.jsonl: {"id", "target", "prediction", "correct", ...}."""
+        self._writer(self.PREDICTIONS).write(record)
+
+    def jsonl(self, name: str) -> JsonlWriter:
+        """Any other append-only record file of the run (events, lineage, ...)."""
+        return self._writer(name)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        atomic_write_json(self.dir / name, obj)
+        return self.dir / name
+
+    def write_metrics(self, metrics: dict, primary: str) -> dict:
+        if primary not in metrics:
+            raise NlabError(f"internal: primary metric {primary!r} missing from metrics")
+        out = {"primary": primary, **metrics, "run_dir": str(self.dir), "phase": self.phase}
+        atomic_write_json(self.dir / self.METRICS, out)
+        return out
+
+    def set_device(self, device: str, device_name: str | None = None) -> None:
+        self.manifest["device"] = device
+        self.manifest["device_name"] = device_name
+        self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        atomic_write_json(self.dir / self.MANIFEST, self.manifest)
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+    # --- status ------------------------------------------------------------------------------------------------
+    def _on_sigterm(self, signum, frame):  # pragma: no cover - exercised through a subprocess test
+        raise Interrupted(f"terminated by signal {signum}")
+
+    def __enter__(self) -> "Run":
+        self.manifest.update(status="running", exit_reason=None, end_time=None)
+        self._save_manifest()
+        if threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+        self.close()
+        if exc is None:
+            status, reason = "completed", "completed"
+        elif isinstance(exc, Interrupted):
+            status, reason = "failed", f"interrupted ({exc})"
+        elif isinstance(exc, KeyboardInterrupt):
+            status, reason = "failed", "interrupted (Ctrl-C)"
+        elif isinstance(exc, NlabError):
+            status, reason = "failed", exc.message
+        else:
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        self.manifest.update(status=status, exit_reason=reason, end_time=_now())
+        self._save_manifest()
+        return False
+
+
+def load_run_dir(path: Path | str) -> dict:
+    """The manifest, config and metrics of a finished run folder, for phases that read other runs."""
+    path = Path(path)
+    if not (path / Run.MANIFEST).is_file():
+        raise InputError(f"{path}: not an nlab run folder (no manifest.json)",
+                         "pass a folder printed as run_dir by an nlab command")
+    out = {"dir": path, "manifest": read_json(path / Run.MANIFEST, "manifest")}
+    out["config"] = read_json(path / Run.CONFIG, "config") if (path / Run.CONFIG).is_file() else {}
+    out["metrics"] = read_json(path / Run.METRICS, "metrics") if (path / Run.METRICS).is_file() else None
+    return out
+

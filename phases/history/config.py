@@ -1,0 +1,27 @@
+"""Options of analyze-history, with their documented defaults. Light to import: the CLI builds these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Thresholds:
+    loss_metric: str = "loss"  # the metric that is 'the loss'
+    val_split: str = "val"  # the split holding validation evaluations
+    val_metric: str | None = None  # default: the loss metric when validation logs it, else its first metric
+    window: int = 5  # logged points on each side of a stage boundary, for the spike factor
+    spike_threshold: float = 2.0  # a boundary whose spike factor reaches this is a spike (the lab's target: < 2x)
+    stagnation_tol: float = 0.01  # |relative loss change| over a stage's second half below this is stagnation
+    patience: int = 3  # validation evaluations without improvement (last one worse) that make overfitting
+    forgetting_threshold: float = 0.05  # relative drop from a task's best that counts as forgetting
+
+
+@dataclass
+class HistoryConfig:
+    inputs: list[str]
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    skip_bad_lines: bool = False
+    plot: bool = True
+    out: str | None = None
+    name: str | None = None

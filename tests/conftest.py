@@ -1,0 +1,99 @@
+"""Shared test setup: real data from ../shared (NLAB_DATA_DIR), nothing written outside temporary folders, no hub.
+
+Every test runs with NLAB_HOME set to its own temporary folder, so run folders, checkpoints and downloads land
+there; caches of Hugging Face and matplotlib go to a session temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_SHARED = ROOT.parent / "shared"
+
+_cache = Path(tempfile.mkdtemp(prefix="nlab-test-cache-"))
+os.environ.setdefault("HF_HOME", str(_cache / "hf"))
+os.environ.setdefault("MPLCONFIGDIR", str(_cache / "mpl"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["NLAB_NO_PROGRESS"] = "1"
+if not os.environ.get("NLAB_DATA_DIR") and (_SHARED / "data").is_dir():
+    os.environ["NLAB_DATA_DIR"] = str(_SHARED / "data")
+
+
+def _data_root() -> Path:
+    root = os.environ.get("NLAB_DATA_DIR")
+    if not root or not Path(root).is_dir():
+        pytest.fail("the tests need the real datasets: set NLAB_DATA_DIR to the shared data folder "
+                    "(../shared/data beside the project)")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _data_root()
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    models = Path(os.environ.get("NLAB_MODELS_DIR") or _SHARED / "models")
+    if not models.is_dir():
+        pytest.fail("the tests need the real small LLM: ../shared/models beside the project (or NLAB_MODELS_DIR)")
+    return models
+
+
+@pytest.fixture(autouse=True)
+def nlab_home(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own nlab home (logs/, checkpoints/, data/), and no network downloads."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("NLAB_HOME", str(home))
+    monkeypatch.setenv("NLAB_NO_DOWNLOAD", "1")
+    return home
+
+
+@pytest.fixture
+def cli():
+    """Invoke the Typer app in-process; returns (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from nlab_cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        result = runner.invoke(app, list(args), input=input, catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return invoke
+
+
+def nlab_executable() -> str:
+    """The installed console script, next to the running python (the project's .venv under make test)."""
+    exe = Path(sys.executable).parent / "nlab"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("nlab")
+    if not found:
+        pytest.fail("the `nlab` console script is not installed: run `make test` (it installs the project)")
+    return found
+
+
+@pytest.fixture
+def nlab():
+    """Run the installed `nlab` command as a subprocess: returns CompletedProcess (text)."""
+    exe = nlab_executable()
+
+    def run(*args: str, input: str | None = None, timeout: float = 600, env: dict | None = None, cwd=None):
+        full_env = {**os.environ, **(env or {})}
+        return subprocess.run([exe, *args], input=input, capture_output=True, text=True, timeout=timeout,
+                              env=full_env, cwd=cwd)
+
+    return run
