@@ -75,7 +75,8 @@ def test_standard_death_and_birth_keep_shapes_reset_moments_and_ages(shakespeare
     keep[dying] = False
     # the reborn changed, the others did not; a newborn's outgoing weights are its parent's (standard)
     assert not torch.allclose(mlp.c_fc.weight[dying], old_in[dying])
-    assert torch.equal(mlp.c_fc.weight[keep], old_in[keep]) and torch.equal(mlp.c_proj.weight[:, keep], old_out[:, keep])
+    assert torch.equal(mlp.c_fc.weight[keep], old_in[keep])
+    assert torch.equal(mlp.c_proj.weight[:, keep], old_out[:, keep])
     parents = torch.tensor([s.lineage.alive[0].index(p[0]) for p in rec0["parents"]])
     assert torch.equal(mlp.c_proj.weight[:, dying], old_out[:, parents])
     # the killed were the least fit mature neurons: every one at or below the threshold, every survivor above

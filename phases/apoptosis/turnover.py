@@ -75,10 +75,11 @@ class Turnover:
         """Apply the strategy to every MLP; one record per layer that changed."""
         if self.c.strategy == "layer":
             return self._layer_event(step)
+        act = self._growth if self.c.strategy == "growth" else self._swap
         records = []
         for layer in range(len(self.mlps)):
             t0 = time.perf_counter()
-            rec = getattr(self, f"_{'growth' if self.c.strategy == 'growth' else 'swap'}")(layer, step)
+            rec = act(layer, step)
             if rec is not None:
                 rec["time_ms"] = 1000 * (time.perf_counter() - t0)
                 records.append(rec)
