@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history, ensemble_vote, seed_sweep
+from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, seed_sweep
 
 app = typer.Typer(
     name="nlab",
@@ -37,6 +37,7 @@ def root(
 
 
 app.command("analyze-history")(analyze_history.analyze_history)
+app.command("apoptosis")(apoptosis.apoptosis)
 app.command("seed-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     seed_sweep.seed_sweep)
 app.command("ensemble-vote")(ensemble_vote.ensemble_vote)
