@@ -6,14 +6,19 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from nlab_cli.common import DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs
 from phases.gsm8k.config import CompareConfig, EvalConfig
 
 _D = EvalConfig()
+_FIELDS = {f.name for f in fields(EvalConfig)}
 _COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out"}
+
+
+def _field(param: str) -> str:
+    """The EvalConfig field of a command-line parameter."""
+    return "adapters" if param == "adapter" else param
 
 
 def _opt(help: str, *names: str, **kw) -> typer.Option:
@@ -79,14 +84,16 @@ def eval_gsm8k(
     json_out: Json = False,
 ) -> None:
     """Evaluate a causal LM on GSM8K: batched, resumable, strict and flexible extraction, maj@k, perplexity."""
-    given = {p: v for p, v in ctx.params.items()
-             if ctx.get_parameter_source(p) not in (click.core.ParameterSource.DEFAULT, None)}
+    given = {p: v for p, v in ctx.params.items()  # options given on the command line (not left at their default)
+             if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
     if compare is not None:
         extra = sorted(set(given) - _COMPARE_OPTIONS)
         if extra:
-            raise bad_usage(f"--compare takes no evaluation options (got {', '.join('--' + e.replace('_', '-') for e in extra)})",
+            shown = ", ".join("--" + e.replace("_", "-") for e in extra)
+            raise bad_usage(f"--compare takes no evaluation options (got {shown})",
                             "pass only the two run folders and optionally --checkpoint-every, --out, --name, --json")
-        runs = expand_stdin_runs(list(compare))
+        # `--compare - -` takes both runs from stdin, in order
+        runs = expand_stdin_runs(["-"] if compare == ("-", "-") else list(compare))
         if len(runs) != 2:
             raise bad_usage(f"--compare needs exactly two runs, got {len(runs)}", "pass RUN_A RUN_B")
         from phases import gsm8k
@@ -95,18 +102,14 @@ def eval_gsm8k(
                                str(out) if out else None, name)
         execute(gsm8k.compare, config, json_out=json_out)
         return
-    options = {f.name for f in fields(EvalConfig)}
-    renamed = {"adapter": "adapters"}
-    values = {renamed.get(k, k): v for k, v in ctx.params.items() if renamed.get(k, k) in options}
-    values["adapters"] = list(adapter or [])
-    for key in ("out", "data_dir"):
-        values[key] = str(values[key]) if values[key] is not None else None
+    values = {_field(p): v for p, v in ctx.params.items() if _field(p) in _FIELDS}
+    values.update(adapters=list(adapter or []), out=str(out) if out else None,
+                  data_dir=str(data_dir) if data_dir else None)
     from phases import gsm8k
 
-    if resume:
-        config = execute(gsm8k.resume_config, resume,
-                         {renamed.get(k, k): values[renamed.get(k, k)] for k in given
-                          if renamed.get(k, k) in options and k != "resume"})
+    if resume:  # the run's saved options, with those given here on top (the phase refuses conflicting ones)
+        overrides = {_field(p) for p in given} & _FIELDS - {"resume"}
+        config = execute(gsm8k.resume_config, resume, {k: values[k] for k in overrides})
     else:
         config = EvalConfig(**values)
     execute(gsm8k.run, config, json_out=json_out)

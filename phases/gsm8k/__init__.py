@@ -12,7 +12,7 @@ def run(config: EvalConfig) -> dict:
 
 
 def compare(config: CompareConfig) -> dict:
-    from phases.gsm8k.compare import run as _run
+    from phases.gsm8k.comparison import run as _run
 
     return _run(config)
 

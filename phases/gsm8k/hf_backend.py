@@ -7,20 +7,14 @@ whole, so a resumed run has exactly the schedule, and so the numbers, of an unin
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Callable
 
 from phases.core.errors import InputError
 from phases.gsm8k.engine import RowSampling, generate
-from phases.gsm8k.items import Completion, Item, Result, cut_at_stop
+from phases.gsm8k.items import Completion, Item, Result, cut_at_stop, sample_seed
 from phases.gsm8k.models import LoadedModel
 from phases.gsm8k.prompts import PromptSpec, gold_target
-
-
-def sample_seed(seed: int, problem: int, sample: int) -> int:
-    """A sample's own seed: the same problem and sample index give the same draw in any batch or run."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{problem}:{sample}".encode()).digest()[:8], "little") >> 1
 
 
 class TransformersBackend:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -41,6 +42,11 @@ def cut_at_stop(text: str, stops) -> str:
     for s in stops:
         text = text.split(s)[0]
     return text
+
+
+def sample_seed(seed: int, problem: int, sample: int) -> int:
+    """A sample's own seed: the same problem and sample index give the same draw in any batch or run."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{problem}:{sample}".encode()).digest()[:8], "little") >> 1
 
 
 class Backend(Protocol):

@@ -52,7 +52,7 @@ def resolve_source(model: str) -> ModelSource:
     if path.exists():
         raise InputError(f"--model {model}: not a model (expected a folder, a .gguf file or a hub id)",
                          "pass a model folder, a .gguf file or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
-    if _HUB_ID.match(model) and not model.startswith((".", "~")):
+    if _HUB_ID.match(model):
         return ModelSource("hub", model)
     raise InputError(f"--model {model}: no such file or folder, and not a hub id (owner/name)", "check the path")
 

@@ -20,8 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
 from phases.core.errors import RunFailed
-from phases.gsm8k.hf_backend import sample_seed
-from phases.gsm8k.items import Completion, Item, Result, cut_at_stop
+from phases.gsm8k.items import Completion, Item, Result, cut_at_stop, sample_seed
 from phases.gsm8k.prompts import PromptSpec
 
 RETRY_STATUS = {408, 409, 429}
@@ -38,7 +37,8 @@ class OpenAIBackend:
                  seed: int, extra_body: dict):
         self.base = api_base.rstrip("/")
         self.model, self.spec, self.key = model, spec, api_key
-        self.concurrency, self.max_retries, self.backoff, self.timeout = concurrency, max_retries, retry_backoff, timeout
+        self.concurrency, self.max_retries, self.backoff = concurrency, max_retries, retry_backoff
+        self.timeout = timeout
         self.samples, self.temperature, self.seed, self.extra = samples, temperature, seed, extra_body
         self._jitter = random.Random()  # jitter only: never touches what is evaluated
         self.identity = {"backend": "openai", "model": model, "served": self._served_model()}
@@ -63,7 +63,8 @@ class OpenAIBackend:
             raise RunFailed(f"{self.base}{path}: the server refused the request (HTTP {e.code}: {detail})",
                             "check --model, --api-base, the key in --api-key-env and --extra-body") from None
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as e:
-            raise _Transient(self._scrub(f"{type(e).__name__}: {getattr(e, 'reason', e)}")) from None
+            reason = getattr(e, "reason", e)  # URLError wraps the socket's error
+            raise _Transient(self._scrub(f"{type(reason).__name__}: {reason}")) from None
         except json.JSONDecodeError as e:
             raise _Transient(f"the answer is not JSON ({e.msg})") from None
 
@@ -121,6 +122,8 @@ class OpenAIBackend:
             while pending:
                 ready, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in ready:
+                    if fut.cancelled():  # never started: the run is failing
+                        continue
                     try:
                         r = fut.result()
                     except RunFailed as e:

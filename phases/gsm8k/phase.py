@@ -1,10 +1,11 @@
 """The eval-gsm8k phase: check the options, load the problems and the model, then evaluate window by window
-(`checkpoint_every` problems in dataset order), writing each problem's record as soon as its batch is done and a
-history point after each window, and finally the metrics.
+(`checkpoint_every` problems in dataset order), writing each problem's record as soon as it is done and a history
+point after each window, and finally the metrics.
 
-Resume: the problems whose records are in predictions.jsonl are done; every other one is computed, in the same
-batches an uninterrupted run would have used; history points not yet written are written. Nothing is computed
-twice, nothing is lost, and the final metrics are those of an uninterrupted run."""
+Resume: the problems whose records are in predictions.jsonl are done; a window with any other problem is decoded
+again whole (so its schedule, and every number, is that of an uninterrupted run) and only the missing records are
+written; history points not yet written are written. Nothing is written twice, nothing is lost, and the final
+metrics are those of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from phases.core.jsonio import iter_jsonl
 from phases.core.runs import Run, check_run_name
 from phases.gsm8k.config import RESUME_MAY_DIFFER, EvalConfig
 from phases.gsm8k.extract import INVALID
-from phases.gsm8k.items import Item
+from phases.gsm8k.items import Backend, Item
 from phases.gsm8k.models import DTYPES
 from phases.gsm8k.metrics import checkpoint, record, summary
 from phases.gsm8k.prompts import PromptSpec, build_prompt, resolve_spec, shot_draws
@@ -28,6 +29,7 @@ from phases.gsm8k.prompts import PromptSpec, build_prompt, resolve_spec, shot_dr
 PHASE = "eval-gsm8k"
 BACKENDS = ("transformers", "openai")
 SPLITS = ("test", "train")
+_EXTRA_BODY_HINT = 'pass a JSON object, e.g. \'{"top_k": 1, "repeat_penalty": 1.0}\''
 
 
 def _check(c: EvalConfig) -> dict:
@@ -57,18 +59,19 @@ def _check(c: EvalConfig) -> dict:
         if not c.api_base or not c.api_base.startswith(("http://", "https://")):
             raise InputError(f"--api-base {c.api_base!r}: the openai backend needs the server's URL",
                              "e.g. --api-base http://127.0.0.1:8000/v1")
-        for opt, given in (("--adapter", c.adapters), ("--ppl", c.ppl)):
-            if given:
-                raise InputError(f"{opt} needs the transformers backend (a server gives no access to the weights "
-                                 "or to the gold solutions' log-probabilities)",
-                                 "serve the adapter with the server itself, or use --backend transformers")
+        if c.adapters:
+            raise InputError("--adapter needs the transformers backend (a server's weights are its own)",
+                             "load the adapter into the server itself, or use --backend transformers")
+        if c.ppl:
+            raise InputError("--ppl needs the transformers backend (servers do not score given text alike)",
+                             "drop --ppl, or use --backend transformers")
         if c.extra_body:
             try:
                 extra = json.loads(c.extra_body)
             except json.JSONDecodeError as e:
-                raise InputError(f"--extra-body: not JSON ({e.msg})", 'pass a JSON object, e.g. \'{"top_k": 1}\'') from None
+                raise InputError(f"--extra-body: not JSON ({e.msg})", _EXTRA_BODY_HINT) from None
             if not isinstance(extra, dict):
-                raise InputError("--extra-body: not a JSON object", 'pass a JSON object, e.g. \'{"top_k": 1}\'')
+                raise InputError("--extra-body: not a JSON object", _EXTRA_BODY_HINT)
     else:
         for opt, given in (("--api-base", c.api_base), ("--extra-body", c.extra_body)):
             if given:
@@ -90,7 +93,7 @@ def _items(c: EvalConfig, spec: PromptSpec) -> list[Item]:
     return items
 
 
-def _backend(c: EvalConfig, spec: PromptSpec, extra: dict, items: list[Item]):
+def _backend(c: EvalConfig, spec: PromptSpec, extra: dict, items: list[Item]) -> tuple[Backend, str]:
     if c.backend == "openai":
         from phases.gsm8k.openai_backend import OpenAIBackend
 
@@ -112,7 +115,7 @@ def _backend(c: EvalConfig, spec: PromptSpec, extra: dict, items: list[Item]):
     return backend, f"{device} ({device_name(device)})"
 
 
-def _evaluate(run_: Run, items: list[Item], backend, c: EvalConfig, spec: PromptSpec) -> list[dict]:
+def _evaluate(run_: Run, items: list[Item], backend: Backend, c: EvalConfig, spec: PromptSpec) -> list[dict]:
     pred_path, hist_path = run_.path(Run.PREDICTIONS), run_.path(Run.HISTORY)
     wanted = {it.id for it in items}
     records = {r["id"]: r for r in (iter_jsonl(pred_path) if pred_path.exists() else []) if r.get("id") in wanted}
@@ -171,7 +174,7 @@ def run(config: EvalConfig) -> dict:
                           "compare": "as numbers when both parse as decimals, else as strings",
                           "no_match": INVALID},
             "model": identity, "backend": c.backend, "device": device, "batch_size": c.batch_size,
-            "adapter": c.use_adapter or (identity.get("adapters") or [{}])[0].get("name"),
+            "adapter": next((a["name"] for a in identity.get("adapters", []) if a["active"]), None),
             "split": c.split, "offset": c.offset,
             "samples": c.samples, "temperature": c.temperature if c.samples else None,
         }

@@ -72,7 +72,8 @@ def _read_template(path: Path) -> dict:
                          f"use any of: {', '.join(FIELDS)}")
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        raise InputError(f"--template {path}: unknown field(s) {', '.join(unknown)}", f"use any of: {', '.join(FIELDS)}")
+        raise InputError(f"--template {path}: unknown field(s) {', '.join(unknown)}",
+                         f"use any of: {', '.join(FIELDS)}")
     return fields
 
 

@@ -25,7 +25,8 @@ def _load(path: str, which: str) -> dict:
                          "pass two eval-gsm8k run folders")
     preds = Path(path) / Run.PREDICTIONS
     if not preds.is_file():
-        raise InputError(f"--compare {path}: run {which} has no predictions.jsonl", "pass a run that evaluated problems")
+        raise InputError(f"--compare {path}: run {which} has no predictions.jsonl",
+                         "pass a run that evaluated problems")
     run["records"] = {r["id"]: r for r in iter_jsonl(preds)}
     return run
 
@@ -43,7 +44,8 @@ def run(config: CompareConfig) -> dict:
                          "compare runs on the same split")
     common = sorted(set(a["records"]) & set(b["records"]))
     if not common:
-        raise InputError("--compare: the two runs share no evaluated problem", "compare runs on overlapping --n/--offset")
+        raise InputError("--compare: the two runs share no evaluated problem",
+                         "compare runs on overlapping --n/--offset")
     k = config.checkpoint_every or a["config"].get("checkpoint_every") or 50
     if k < 1:
         raise InputError(f"--checkpoint-every {k}: must be at least 1", "use e.g. 50")
