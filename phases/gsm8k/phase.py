@@ -4,8 +4,8 @@ point after each window, and finally the metrics.
 
 Resume: the problems whose records are in predictions.jsonl are done; a window with any other problem is decoded
 again whole (so its schedule, and every number, is that of an uninterrupted run) and only the missing records are
-written; history points not yet written are written. Nothing is written twice, nothing is lost, and the final
-metrics are those of an uninterrupted run."""
+written; history points not yet written are written. Nothing is written twice, nothing is lost, and every
+record and accuracy is that of an uninterrupted run (only the timings differ)."""
 
 from __future__ import annotations
 
