@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, seed_sweep
+from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, seed_sweep
 
 app = typer.Typer(
     name="nlab",
@@ -41,6 +41,7 @@ app.command("apoptosis")(apoptosis.apoptosis)
 app.command("seed-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     seed_sweep.seed_sweep)
 app.command("ensemble-vote")(ensemble_vote.ensemble_vote)
+app.command("eval-gsm8k")(eval_gsm8k.eval_gsm8k)
 
 
 def main() -> None:
