@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history
+from nlab_cli.commands import analyze_history, train_moe
 
 app = typer.Typer(
     name="nlab",
@@ -37,6 +37,7 @@ def root(
 
 
 app.command("analyze-history")(analyze_history.analyze_history)
+app.command("train-moe")(train_moe.train_moe)
 
 
 def main() -> None:
