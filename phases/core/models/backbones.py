@@ -59,6 +59,8 @@ class TextEncoder(nn.Module):
         self.proj = nn.Linear(2 * e, d_out)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        lengths = (ids != self.PAD).sum(1)
+        ids = ids[:, :max(1, int(lengths.max()))]  # padding past the batch's longest sentence changes nothing
         mask = (ids != self.PAD).unsqueeze(-1)  # (B, L, 1)
         h = self.drop(self.embed(ids))
         h = h + F.gelu(self.conv(h.transpose(1, 2)).transpose(1, 2))
