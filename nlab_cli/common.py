@@ -27,9 +27,9 @@ def _print_error(message: str, hint: str | None = None) -> None:
 
     from phases.core.render import console
 
-    console().print(f"[bold red]error:[/bold red] {escape(message)}")
+    console().print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)  # one line per message: greppable
     if hint:
-        console().print(f"  [bold]fix:[/bold] {escape(hint)}")
+        console().print(f"  [bold]fix:[/bold] {escape(hint)}", soft_wrap=True)
 
 
 def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, **kwargs: Any) -> dict:

@@ -63,11 +63,11 @@ def render_metrics(metrics: dict, title: str, keys: Sequence[str] | None = None)
 
 
 def say(message: str, style: str | None = None, markup: bool = True) -> None:
-    console().print(message, style=style, markup=markup)
+    console().print(message, style=style, markup=markup, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    console().print(f"[yellow]warning:[/yellow] {message}")
+    console().print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
 
 
 def show_progress() -> bool:

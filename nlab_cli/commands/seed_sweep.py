@@ -1,0 +1,92 @@
+"""nlab seed-sweep: one configuration under N seeds; --compare A B for two sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nlab_cli.common import Json, Name, Out, bad_usage, execute
+from phases.sweep.config import CompareConfig, SweepConfig
+
+_S, _C = SweepConfig(phase=""), CompareConfig("", "")
+
+
+def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise bad_usage(f"{option} {text!r}: expected comma-separated integers", f"e.g. {option} 3,7,11") from None
+
+
+def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
+    """Parse the pass-through options with the phase's own command (without running it), so that a typo is one
+    exit-2 error now rather than N failed seeds later."""
+    import click
+
+    command = ctx.parent.command.get_command(ctx.parent, phase) if ctx.parent else None
+    if command is None:
+        return  # not a command: the sweep's own check names the phases it can run
+    try:
+        command.make_context(phase, list(args), parent=ctx.parent)
+    except click.UsageError as e:
+        raise bad_usage(f"options for {phase}: {e.format_message()}",
+                        f"see `nlab {phase} --help`; put the phase's options after --") from None
+
+
+def seed_sweep(
+    ctx: typer.Context,
+    phase: Annotated[Optional[str], typer.Argument(help="The phase to run per seed (train-moe, apoptosis, ewc, "
+                                                        "eval-gsm8k); its options go after --.",
+                                                   show_default=False)] = None,
+    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = _S.seeds,
+    seed_start: Annotated[int, typer.Option(help="First seed (seeds are seed-start .. seed-start+N-1).")] = _S.seed_start,
+    seed_list: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 3,7,11 (overrides --seeds).",
+                                                     show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="Local launcher: seeds run in parallel, CPU threads divided "
+                                              "between them.")] = _S.workers,
+    launcher: Annotated[str, typer.Option(help="local, ray or submitit.")] = _S.launcher,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray "
+                                                            "instance).", show_default=False)] = None,
+    num_cpus: Annotated[float, typer.Option(help="Ray: CPUs per seed.")] = _S.num_cpus,
+    num_gpus: Annotated[float, typer.Option(help="Ray: GPUs per seed.")] = _S.num_gpus,
+    slurm_partition: Annotated[Optional[str], typer.Option(help="submitit: Slurm partition.",
+                                                           show_default=False)] = None,
+    timeout_min: Annotated[int, typer.Option(help="submitit: minutes per seed.")] = _S.timeout_min,
+    select: Annotated[str, typer.Option(help="Metric that chooses the best seed (validation data).")] = _S.select,
+    report: Annotated[str, typer.Option(help="Metric reported for the chosen seed (test data).")] = _S.report,
+    mode: Annotated[str, typer.Option(help="max or min: which direction is better.")] = _S.mode,
+    top_k: Annotated[int, typer.Option(help="How many top seeds to list for ensemble-vote.")] = _S.top_k,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a sweep folder: finished seeds are not rerun.",
+                                                   show_default=False)] = None,
+    compare: Annotated[Optional[tuple[Path, Path]], typer.Option(
+        help="Compare two sweep folders A B instead of running: P(A>B), a bootstrap interval, a verdict.",
+        show_default=False)] = None,
+    metric: Annotated[Optional[str], typer.Option(help="--compare: the metric (default: the sweeps' report "
+                                                       "metric).", show_default=False)] = None,
+    threshold: Annotated[float, typer.Option(help="--compare: P(A>B) needed to call A better.")] = _C.threshold,
+    out: Out = None,
+    name: Name = None,
+    json_out: Json = False,
+) -> None:
+    """Run one phase under N seeds: spread, expected maximum, honest best-seed selection, top seeds."""
+    from phases import sweep
+
+    if compare:
+        execute(sweep.compare, CompareConfig(str(compare[0]), str(compare[1]), metric,
+                                             mode if mode != _S.mode else None, threshold,
+                                             str(out) if out else None, name), json_out=json_out)
+        return
+    if phase is None:
+        raise bad_usage("seed-sweep needs the phase to run", "e.g. nlab seed-sweep train-moe --seeds 5 -- --epochs 3")
+    _check_phase_args(ctx, phase, ctx.args)
+    config = SweepConfig(phase=phase, phase_args=list(ctx.args), seeds=seeds, seed_start=seed_start,
+                         seed_list=_int_list(seed_list, "--seed-list"), workers=workers, launcher=launcher,
+                         ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
+                         slurm_partition=slurm_partition, timeout_min=timeout_min, select=select, report=report,
+                         mode=mode, top_k=top_k, resume=str(resume) if resume else None,
+                         out=str(out) if out else None, name=name)
+    execute(sweep.run, config, json_out=json_out)

@@ -1,0 +1,46 @@
+"""Options of seed-sweep (and its --compare mode). Light to import: the CLI builds these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# phases a sweep can run: every training phase, and eval-gsm8k (with sampling, so that the seed matters)
+SWEEPABLE = ("train-moe", "apoptosis", "ewc", "eval-gsm8k")
+LAUNCHERS = ("local", "ray", "submitit")
+
+
+@dataclass
+class SweepConfig:
+    phase: str
+    phase_args: list[str] = field(default_factory=list)  # passed through unchanged to every seed's run
+    seeds: int = 5
+    seed_start: int = 0
+    seed_list: list[int] | None = None
+    workers: int = 1  # local launcher: seeds run in parallel, CPU threads divided between them
+    launcher: str = "local"
+    ray_address: str | None = None  # None: a local Ray instance
+    num_cpus: float = 1.0  # ray: per seed
+    num_gpus: float = 0.0  # ray: per seed
+    slurm_partition: str | None = None  # submitit: Slurm partition (local processes where Slurm is absent)
+    timeout_min: int = 60  # submitit: per seed
+    select: str = "val_acc"  # chooses the best seed
+    report: str = "test_acc"  # reported for the chosen seed, never used to choose
+    mode: str = "max"
+    top_k: int = 3
+    resume: str | None = None
+    out: str | None = None
+    name: str | None = None
+
+    def seed_values(self) -> list[int]:
+        return list(self.seed_list) if self.seed_list else list(range(self.seed_start, self.seed_start + self.seeds))
+
+
+@dataclass
+class CompareConfig:
+    sweep_a: str
+    sweep_b: str
+    metric: str | None = None  # default: the sweeps' report metric
+    mode: str | None = None  # default: the sweeps' mode
+    threshold: float = 0.75  # P(A>B) at or above this (and its interval above 0.5) calls A better
+    out: str | None = None
+    name: str | None = None
