@@ -55,7 +55,7 @@ def train_moe(
                                         _ROUTING)] = _C.balance_coef,
     z_coef: Annotated[float, _opt("Coefficient of the router z-loss.", _ROUTING)] = _C.z_coef,
     optimizer: Annotated[str, _opt("adamw, or sgd (momentum, Nesterov).", _TRAIN)] = _C.optimizer,
-    lr: Annotated[Optional[float], _opt("Peak learning rate (default: 2e-3 adamw, 0.05 sgd); warmup, then "
+    lr: Annotated[Optional[float], _opt("Peak learning rate (default: 4e-3 adamw, 0.05 sgd); warmup, then "
                                         "cosine decay to 1%.", _TRAIN, show_default=False)] = None,
     weight_decay: Annotated[Optional[float], _opt("Weight decay of matrices and kernels (default: 0.05 adamw, "
                                                   "5e-4 sgd).", _TRAIN, show_default=False)] = None,

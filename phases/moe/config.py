@@ -12,7 +12,7 @@ OPTIMIZERS = ("adamw", "sgd")
 
 # Defaults that depend on the data or the optimizer (None in the config means "this table's value").
 DEFAULT_EPOCHS = {"digits": 30, "sst2": 4, "cifar10": 30, "cifar100": 40}
-DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.05}
+DEFAULT_LR = {"adamw": 4e-3, "sgd": 0.05}
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
 
 
@@ -45,7 +45,7 @@ class TrainMoEConfig:
     z_coef: float = 0.001
     # training
     optimizer: str = "adamw"
-    lr: float | None = None  # default: 2e-3 for adamw, 0.05 for sgd
+    lr: float | None = None  # default: 4e-3 for adamw, 0.05 for sgd
     weight_decay: float | None = None  # default: 0.05 for adamw, 5e-4 for sgd
     momentum: float = 0.9
     nesterov: bool = True

@@ -96,13 +96,56 @@ class TrainResult:
     best_val_epoch: int | None
 
 
+def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoEConfig, plan: Plan, stage: Stage,
+                 epoch: int, step: int, steps_per_epoch: int, device, amp_dtype) -> tuple[int, float, dict]:
+    """One epoch of steps; returns (global step, last lr, summed batch stats). Stops the run on a non-finite loss
+    before the optimizer touches the weights, so the last checkpoint stays the last good state."""
+    _set_trainable(model, stage.freeze_experts)
+    params = [p for p in model.parameters() if p.requires_grad]
+    first, last = stage_epochs(c, plan, epoch)  # each stage has its own warmup and cosine decay
+    warmup = round(c.warmup_epochs * steps_per_epoch)
+    batches = [epoch_batches(len(t.train), c.batch_size, steps_per_epoch).to(device) for t in tasks]
+    channels_last = device.type == "cuda"
+    sums: dict = {}
+    lr = plan.lr
+    with render.progress(steps_per_epoch, f"epoch {epoch + 1}/{plan.epochs}", "step") as bar:
+        for i in range(steps_per_epoch):
+            lr = warmup_cosine_lr(step - first * steps_per_epoch, plan.lr, plan.lr * 0.01, warmup,
+                                  (last - first) * steps_per_epoch)
+            set_lr(opt, lr)
+            loss = 0.0
+            for t, task in enumerate(tasks):
+                x, y = task.train.x[batches[t][i]], task.train.y[batches[t][i]]
+                if task.augment:
+                    x = random_crop_flip(x)
+                if channels_last and task.modality == "image":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+                    task_loss, stats = training_loss(model, x, y, t, stage.weights, stage.route_by_assignment,
+                                                     stage.router_learns_task)
+                loss = loss + task_loss / len(tasks)
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0) + v
+            value = loss.item()
+            check_finite(value, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+            opt.step()
+            step += 1
+            bar.advance()
+            bar.note(f"loss {value:.4f}")
+    return step, lr, sums
+
+
 def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: Plan, device, run: Run,
           checkpoint: dict | None = None) -> TrainResult:
+    """Train from scratch, or from `checkpoint` (a resumed run), evaluating, logging and checkpointing every
+    epoch. Returns the final model's evaluations."""
     opt = build_optimizer(model.named_parameters(), c.optimizer, plan.lr, plan.weight_decay, c.momentum, c.nesterov)
     steps_per_epoch = math.ceil(max(len(t.train) for t in tasks) / c.batch_size)
-    warmup = round(c.warmup_epochs * steps_per_epoch)
     amp_dtype = torch.bfloat16 if supports_bf16(device) else None
-    channels_last = device.type == "cuda"
     start, step, seconds, train_loss, best = 0, 0, 0.0, None, {"acc": None, "epoch": None}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -114,39 +157,8 @@ def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: 
     for epoch in range(start, plan.epochs):
         t0 = time.perf_counter()
         stage = stage_for(c, plan, epoch)
-        _set_trainable(model, stage.freeze_experts)
-        params = [p for p in model.parameters() if p.requires_grad]
-        batches = [epoch_batches(len(t.train), c.batch_size, steps_per_epoch).to(device) for t in tasks]
-        sums: dict[str, torch.Tensor] = {}
-        with render.progress(steps_per_epoch, f"epoch {epoch + 1}/{plan.epochs}", "step") as bar:
-            first, last = stage_epochs(c, plan, epoch)  # each stage has its own warmup and cosine decay
-            for i in range(steps_per_epoch):
-                lr = warmup_cosine_lr(step - first * steps_per_epoch, plan.lr, plan.lr * 0.01, warmup,
-                                      (last - first) * steps_per_epoch)
-                set_lr(opt, lr)
-                loss = 0.0
-                for t, task in enumerate(tasks):
-                    x, y = task.train.x[batches[t][i]], task.train.y[batches[t][i]]
-                    if task.augment:
-                        x = random_crop_flip(x)
-                    if channels_last and task.modality == "image":
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                        task_loss, stats = training_loss(model, x, y, t, stage.weights, stage.route_by_assignment,
-                                                         stage.router_learns_task)
-                    loss = loss + task_loss / len(tasks)
-                    for k, v in stats.items():
-                        sums[k] = sums.get(k, 0) + v
-                value = loss.item()
-                check_finite(value, step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if c.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
-                opt.step()
-                step += 1
-                bar.advance()
-                bar.note(f"loss {value:.4f}")
+        step, lr, sums = _train_epoch(model, opt, tasks, c, plan, stage, epoch, step, steps_per_epoch, device,
+                                      amp_dtype)
         seconds += time.perf_counter() - t0
         val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
         test = evaluate_tasks(model, tasks, "test", c, amp_dtype)

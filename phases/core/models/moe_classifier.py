@@ -115,14 +115,18 @@ def training_loss(model: MoEClassifier, x: torch.Tensor, y: torch.Tensor, task: 
     task_loss = F.cross_entropy(logits.float(), y, label_smoothing=weights.label_smoothing)
     bal = balance_loss(r.probs, r.experts, r.n_allowed)
     zl = z_loss(r.logits)
-    loss = task_loss + weights.balance * bal + weights.z * zl
     stats = {"task_loss": task_loss.detach(), "balance_loss": bal.detach(), "z_loss": zl.detach(),
              "correct": (logits.argmax(-1) == y).sum(), "n": y.numel(),
              "expert_counts": torch.bincount(r.experts.reshape(-1), minlength=model.cfg.experts)}
+    terms = [(weights.balance, bal), (weights.z, zl)]
     if weights.route:
         route = F.cross_entropy(r.logits, target_expert)
-        loss = loss + weights.route * route
+        terms.append((weights.route, route))
         stats["route_loss"] = route.detach()
+    loss = task_loss
+    for weight, term in terms:
+        if weight:  # a zero weight leaves the term out of the graph (no zero gradients for weight decay to act on)
+            loss = loss + weight * term
     stats["loss"] = loss.detach()
     return loss, stats
 
