@@ -1,5 +1,6 @@
 # The project's two front doors:
-#   make demo  - set up .venv (default install) and run the main job on the embedded default data
+#   make demo  - set up .venv (default install), train the MoE classifier on the embedded digits with its defaults,
+#                then analyse that run's history (nlab train-moe --json | nlab analyze-history -)
 #   make test  - set up .venv with the test extras and run the whole test suite
 # Setup is idempotent: each step leaves a stamp in .venv and is redone only when pyproject.toml or
 # constraints.txt change. torch==2.13.0 (the CPU wheel) is installed first and pinned by constraints.txt
@@ -30,7 +31,7 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-base
 	touch $@
 
 demo: setup
-	$(BIN)/nlab analyze-history tests/fixtures/histories/digits_two_stage.jsonl
+	$(BIN)/nlab train-moe --json | $(BIN)/nlab analyze-history -
 
 test: setup-test
 	$(BIN)/python -m pytest -q

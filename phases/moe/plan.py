@@ -1,0 +1,146 @@
+"""Checking and resolving train-moe's options before anything is loaded or written: every inconsistent option is
+an InputError (exit 2) naming the option and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from phases.core.errors import InputError
+from phases.moe.config import (ASSIGNMENTS, DATASETS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS,
+                               ROUTERS, STRATEGIES, TrainMoEConfig)
+
+
+@dataclass
+class Plan:
+    """The resolved options: what the run will actually do."""
+
+    tasks: list[str]
+    epochs: int
+    lr: float
+    weight_decay: float
+    phase1_epochs: int | None  # two-phase only
+    masks: list[list[int]] | None  # per task, its experts (task masks only)
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> None:
+    if value not in allowed:
+        raise InputError(f"{option} {value!r}: not a valid choice", f"use one of: {', '.join(allowed)}")
+
+
+def _at_least(value, low, option: str, hint: str, strict: bool = False) -> None:
+    if value is not None and (value <= low if strict else value < low):
+        raise InputError(f"{option} {value}: must be {'above' if strict else 'at least'} {low}", hint)
+
+
+def parse_tasks(c: TrainMoEConfig) -> tuple[list[str], str]:
+    """(task names, the option they came from)."""
+    if c.tasks is None:
+        _choice(c.dataset, DATASETS, "--dataset")
+        return [c.dataset], "--dataset"
+    names = [t.strip() for t in c.tasks.split(",")]
+    if not all(names):
+        raise InputError(f"--tasks {c.tasks!r}: empty task name", "list datasets separated by commas: digits,sst2")
+    for name in names:
+        _choice(name, DATASETS, "--tasks")
+    if len(set(names)) != len(names):
+        raise InputError(f"--tasks {c.tasks!r}: a dataset is listed twice", "list each dataset once")
+    return names, "--tasks"
+
+
+def _parse_group(text: str, experts: int, task: str) -> list[int]:
+    out: list[int] = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        try:
+            lo, _, hi = item.partition("-")
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise InputError(f"--mask-layout: {item!r} (task {task}) is not an expert index or range",
+                             "write experts as indices and ranges, tasks separated by '/': 0-5/6-11") from None
+        if not 0 <= first <= last < experts:
+            raise InputError(f"--mask-layout: {item!r} (task {task}) is outside experts 0..{experts - 1}",
+                             "use indices below --experts")
+        out.extend(range(first, last + 1))
+    return sorted(set(out))
+
+
+def task_masks(c: TrainMoEConfig, tasks: list[str]) -> list[list[int]]:
+    """Experts per task: --mask-layout, or an even split of the experts in --tasks order."""
+    if len(tasks) < 2:
+        raise InputError("--task-masks/--mask-layout: needs several tasks", "train several tasks: --tasks digits,sst2")
+    if c.mask_layout is not None:
+        parts = c.mask_layout.split("/")
+        if len(parts) != len(tasks):
+            raise InputError(f"--mask-layout {c.mask_layout!r}: {len(parts)} group(s) for {len(tasks)} tasks",
+                             "give one group of experts per task, separated by '/', e.g. 0-5/6-11")
+        masks = [_parse_group(p, c.experts, t) for p, t in zip(parts, tasks)]
+    else:
+        base, extra = divmod(c.experts, len(tasks))
+        starts = [i * base + min(i, extra) for i in range(len(tasks) + 1)]
+        masks = [list(range(starts[i], starts[i + 1])) for i in range(len(tasks))]
+    for task, mask in zip(tasks, masks):
+        if not mask:
+            raise InputError(f"--task-masks: the layout leaves task {task!r} without experts",
+                             "give every task at least --top-k experts (more --experts, or --mask-layout)")
+        if len(mask) < c.top_k:
+            raise InputError(f"--task-masks: task {task!r} has {len(mask)} expert(s), fewer than --top-k {c.top_k}",
+                             "lower --top-k or give the task more experts")
+    return masks
+
+
+def resolve(c: TrainMoEConfig) -> Plan:
+    tasks, _ = parse_tasks(c)
+    _choice(c.strategy, STRATEGIES, "--strategy")
+    _choice(c.router, ROUTERS, "--router")
+    _choice(c.optimizer, OPTIMIZERS, "--optimizer")
+    _choice(c.assignment, ASSIGNMENTS, "--assignment")
+    _at_least(c.experts, 1, "--experts", "use at least one expert (default 12)")
+    if not 1 <= c.top_k <= c.experts:
+        raise InputError(f"--top-k {c.top_k}: must be between 1 and --experts ({c.experts})",
+                         "choose a top-k no larger than the number of experts")
+    for value, option in ((c.router_hidden, "--router-hidden"), (c.d_model, "--d-model"),
+                          (c.expert_hidden, "--expert-hidden"), (c.eval_batch_size, "--eval-batch-size"),
+                          (c.train_limit, "--train-limit"), (c.epochs, "--epochs")):
+        _at_least(value, 1, option, "use a positive number")
+    _at_least(c.batch_size, 2, "--batch-size", "use at least 2 (batch norm needs more than one item)")
+    for value, option in ((c.width, "--width"), (c.lr, "--lr")):
+        _at_least(value, 0, option, "use a positive number", strict=True)
+    for value, option in ((c.capacity_factor, "--capacity-factor"), (c.balance_coef, "--balance-coef"),
+                          (c.z_coef, "--z-coef"), (c.route_weight, "--route-weight"), (c.warmup_epochs,
+                          "--warmup-epochs"), (c.grad_clip, "--grad-clip"), (c.weight_decay, "--weight-decay")):
+        _at_least(value, 0, option, "use a number >= 0")
+    for value, option in ((c.dropout, "--dropout"), (c.label_smoothing, "--label-smoothing"),
+                          (c.momentum, "--momentum")):
+        if not 0 <= value < 1:
+            raise InputError(f"{option} {value}: must be in [0, 1)", "use e.g. 0.1")
+    if not 0 < c.val_fraction <= 0.5:
+        raise InputError(f"--val-fraction {c.val_fraction}: must be in (0, 0.5]", "use e.g. 0.1")
+    if c.strategy == "joint" and c.assignment != "auto":
+        raise InputError(f"--assignment {c.assignment}: the joint strategy has no class -> expert assignment",
+                         "use --strategy supervised, mixed or two-phase, or leave --assignment out")
+    if c.assignment == "coarse" and any(t != "cifar100" for t in tasks):
+        raise InputError("--assignment coarse: only CIFAR-100 has superclasses",
+                         "use --assignment mod (or auto) for other datasets")
+    if c.strategy == "supervised" and c.route_weight == 0:
+        raise InputError("--route-weight 0: the supervised router learns only from the routing loss",
+                         "use a positive --route-weight, or --strategy joint")
+    epochs = c.epochs or min(DEFAULT_EPOCHS[t] for t in tasks)
+    phase1 = None
+    if c.strategy == "two-phase":
+        phase1 = c.phase1_epochs if c.phase1_epochs is not None else epochs // 2
+        if not 1 <= phase1 < epochs:
+            raise InputError(f"two-phase: {phase1} expert epoch(s) out of {epochs}",
+                             "two-phase needs --phase1-epochs between 1 and --epochs - 1 (and --epochs >= 2)")
+    elif c.phase1_epochs is not None:
+        raise InputError("--phase1-epochs: only the two-phase strategy has phases", "use --strategy two-phase")
+    masks = task_masks(c, tasks) if (c.task_masks or c.mask_layout is not None) else None
+    if c.resume is not None and (c.out is not None or c.name is not None):
+        raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
+                         "leave out --out and --name when resuming")
+    return Plan(tasks, epochs, c.lr or DEFAULT_LR[c.optimizer],
+                c.weight_decay if c.weight_decay is not None else DEFAULT_WEIGHT_DECAY[c.optimizer], phase1, masks)
