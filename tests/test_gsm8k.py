@@ -112,7 +112,7 @@ def test_outputs_of_a_real_run(runs, gguf, loaded):
     for r in recs:
         assert set(r) >= {"id", "target", "prediction", "correct", "strict", "flexible", "strict_correct",
                           "flexible_correct", "completion", "finish", "prompt_tokens", "completion_tokens", "shots"}
-        assert r["prediction"] == r["strict"] and r["correct"] == r["strict_correct"]  # lm-eval's primary: strict
+        assert r["prediction"] == canonical(r["strict"]) and r["correct"] == r["strict_correct"]  # lm-eval's primary: strict
         assert len(r["shots"]) == 5 and r["prompt_tokens"] > 500 and 1 <= r["completion_tokens"] <= 48
         assert "Question:" not in r["completion"]  # cut at the stop string
     test = (Path(os.environ["NLAB_DATA_DIR"]) / "gsm8k" / "test.jsonl").read_text().splitlines()

@@ -1,11 +1,12 @@
 """A mixture-of-experts layer: a router, top-k softmax gating, MLP experts with sort-based dispatch, the Switch
 load-balancing loss, the router z-loss and an optional capacity factor.
 
-Dispatch groups the (token, expert) assignments of a batch once (argsort + bincount), copies each expert's tokens
-into a padded (experts, capacity, d) buffer and runs every expert in one batched matmul: no per-token or per-expert
-Python work, and a single host sync (the capacity of a dropless batch). With a capacity factor, assignments beyond
-an expert's capacity are dropped, first choices before second choices (GShard's priority), and the dropped share is
-reported. The naive alternative, HF Mixtral's per-expert `torch.where` loop, is the baseline in
+Dispatch groups the (token, expert) assignments of a batch once (argsort + bincount). Small batches (train-moe's)
+copy each expert's tokens into a padded (experts, capacity, d) buffer and run every expert in one batched matmul:
+no per-token or per-expert Python work, one host sync. Large batches, where matmuls dominate and padding costs,
+run one matmul per expert on its contiguous slice of the sorted tokens (no masks, unlike the naive loop). With a
+capacity factor, assignments beyond an expert's capacity are dropped, first choices before second choices (GShard's
+priority), and the dropped share is reported. The naive alternative, HF Mixtral's per-expert `torch.where` loop, is the baseline in
 benchmarks/moe_dispatch.py."""
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Router(nn.Module):
         return self.net(x).float()  # softmax, top-k and z-loss in float32 even under autocast
 
 
+# Above this many assignments per expert on average, the padded batched matmul loses to a loop of per-expert
+# matmuls over sorted slices (benchmarks/moe_dispatch.py on 2 CPU cores: the crossover lies between 512 and 1024).
+GROUPED_MIN_TOKENS_PER_EXPERT = 768
+
+
 def dispatch(x: torch.Tensor, experts: torch.Tensor, gates: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
              w2: torch.Tensor, b2: torch.Tensor, capacity: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """y[t] = sum_j gates[t, j] * expert_{experts[t, j]}(x[t]) for (T, d) tokens, experts with weights w1 (N, d, h),
@@ -67,11 +73,17 @@ def dispatch(x: torch.Tensor, experts: torch.Tensor, gates: torch.Tensor, w1: to
     if capacity is not None:
         order, sorted_expert, position = order[keep], sorted_expert[keep], position[keep]
     token = order % T
-    slot = sorted_expert * cap + position
-    buf = x.new_zeros(n * cap, x.shape[1]).index_copy_(0, slot, x[token]).view(n, cap, x.shape[1])
-    hidden = F.gelu(torch.baddbmm(b1.unsqueeze(1), buf, w1))
-    out = torch.baddbmm(b2.unsqueeze(1), hidden, w2).reshape(n * cap, -1)
-    weighted = out.index_select(0, slot) * gates.t().reshape(-1)[order].unsqueeze(1).to(out.dtype)
+    if T * k >= GROUPED_MIN_TOKENS_PER_EXPERT * n:  # large batches: one matmul per expert's contiguous slice
+        sizes = counts.clamp(max=cap).tolist()
+        slices = x.index_select(0, token).split(sizes)
+        out = torch.cat([torch.addmm(b2[e], F.gelu(torch.addmm(b1[e], xs, w1[e])), w2[e])
+                         for e, xs in enumerate(slices)])
+    else:  # small batches: every expert in one padded batched matmul (kernel launches dominate here)
+        slot = sorted_expert * cap + position
+        buf = x.new_zeros(n * cap, x.shape[1]).index_copy_(0, slot, x[token]).view(n, cap, x.shape[1])
+        hidden = F.gelu(torch.baddbmm(b1.unsqueeze(1), buf, w1))
+        out = torch.baddbmm(b2.unsqueeze(1), hidden, w2).reshape(n * cap, -1).index_select(0, slot)
+    weighted = out * gates.t().reshape(-1)[order].unsqueeze(1).to(out.dtype)
     y = weighted.new_zeros(T, out.shape[1]).index_add_(0, token, weighted)
     return y, kept.view(k, T).t()
 
