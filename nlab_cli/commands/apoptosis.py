@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -68,6 +69,9 @@ def apoptosis(
     data_dir: DataDir = None,
     out: Out = None,
     name: Name = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue this run folder from its last checkpoint (an evaluation): give the run's own options; "
+             "--device and --data-dir may differ.", show_default=False)] = None,
     json_out: Json = False,
 ) -> None:
     """Train a char-level GPT (nanoGPT's CPU recipe) while its MLP neurons die and are reborn every --interval
@@ -78,4 +82,5 @@ def apoptosis(
     config = ApoptosisConfig(**{k: v for k, v in values.items() if k not in ("json_out", "phase")})
     config.data_dir = str(data_dir) if data_dir else None
     config.out = str(out) if out else None
+    config.resume = str(resume) if resume else None
     execute(phase.run, config, json_out=json_out)

@@ -59,6 +59,7 @@ class ApoptosisConfig:
     data_dir: str | None = None
     out: str | None = None
     name: str | None = None
+    resume: str | None = None  # a run folder to continue from its last checkpoint (same options)
 
     @property
     def growth_limit(self) -> int:

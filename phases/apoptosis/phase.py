@@ -12,6 +12,8 @@ from phases.core.errors import InputError
 from phases.core.runs import Run, check_run_name
 
 PHASE = "apoptosis"
+# options that may change when a run is resumed: where it runs and where it reads and writes, not what it computes
+MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")
 
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -61,6 +63,9 @@ def _check(c: ApoptosisConfig) -> None:
                          "use an --interval below --max-iters")
     if c.sample < 0 or c.temperature < 0:
         raise InputError("--sample and --temperature must be >= 0", "use e.g. --sample 500 --temperature 0.8")
+    if c.resume is not None and (c.out is not None or c.name is not None):
+        raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
+                         "leave out --out and --name")
     check_run_name(c.name)
 
 
@@ -71,6 +76,24 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
     if c.strategy == "growth":
         c.max_width = c.growth_limit
     return c
+
+
+def _open_run(c: ApoptosisConfig, cfg: dict) -> tuple[Run, dict | None]:
+    """A new run folder, or (--resume) the folder of a run of the same configuration and its checkpoint."""
+    if c.resume is None:
+        return Run.create(PHASE, cfg, out=c.out, name=c.name), None
+    from phases.apoptosis.train import CHECKPOINT
+    from phases.core.checkpoint import load_checkpoint
+
+    run_ = Run.resume(c.resume, PHASE)
+    run_.check_same_config(cfg, may_differ=MAY_DIFFER)
+    if run_.manifest["status"] == "completed":
+        raise InputError(f"--resume {run_.dir}: that run has already completed", "start a new run instead")
+    path = run_.checkpoint_dir / CHECKPOINT
+    if not path.is_file():
+        raise InputError(f"--resume {run_.dir}: no checkpoint ({path}); the run stopped before its first evaluation",
+                         "start a new run with the same options")
+    return run_, load_checkpoint(path)
 
 
 def run(config: ApoptosisConfig) -> dict:
@@ -86,11 +109,15 @@ def run(config: ApoptosisConfig) -> dict:
     cfg = {**asdict(config), "data": {"train": corpus.splits[0], "val": corpus.splits[1],
                                       "train_chars": len(train), "val_chars": len(val),
                                       "vocab_size": corpus.vocab.size}}
-    with Run.create(PHASE, cfg, out=config.out, name=config.name) as run_:
+    run_, checkpoint = _open_run(config, cfg)
+    with run_:
         run_.set_device(str(device), device_name(device))
         from phases.apoptosis.train import Training
 
-        out = run_.write_metrics(Training(config, corpus, train, val, device, run_).run(), primary="val_loss")
+        training = Training(config, corpus, train, val, device, run_, checkpoint)
+        if checkpoint is not None:
+            render.say(f"resuming {run_.dir} from step {checkpoint['step']}")
+        out = run_.write_metrics(training.run(), primary="val_loss")
     _render(out)
     return out
 
