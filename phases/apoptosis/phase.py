@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import (CROSSOVERS, FITNESSES, RESUME_MAY_DIFFER, STRATEGIES, ApoptosisConfig,
+                                     option_name)
 from phases.core import data, render
 from phases.core.errors import InputError
 from phases.core.runs import Run, check_run_name
 
 PHASE = "apoptosis"
-# options that may change when a run is resumed: where it runs and where it reads and writes, not what it computes
-MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")
 
 
 def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -79,16 +78,23 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
 
 
 def _open_run(c: ApoptosisConfig, cfg: dict) -> tuple[Run, dict | None]:
-    """A new run folder, or (--resume) the folder of a run of the same configuration and its checkpoint."""
+    """A new run folder, or (--resume) the folder of an unfinished run of the same options and its checkpoint."""
     if c.resume is None:
         return Run.create(PHASE, cfg, out=c.out, name=c.name), None
     from phases.apoptosis.train import CHECKPOINT
     from phases.core.checkpoint import load_checkpoint
 
     run_ = Run.resume(c.resume, PHASE)
-    run_.check_same_config(cfg, may_differ=MAY_DIFFER)
     if run_.manifest["status"] == "completed":
-        raise InputError(f"--resume {run_.dir}: that run has already completed", "start a new run instead")
+        metrics = run_.path(Run.METRICS)
+        raise InputError(f"--resume {run_.dir}: that run has already completed; its results are in {metrics}",
+                         "nothing to resume: read them there, or start a new run to train longer")
+    changed = [k for k in asdict(c) if k not in RESUME_MAY_DIFFER and run_.config.get(k) != cfg[k]]
+    if changed:
+        shown = ", ".join(f"{option_name(k)} {cfg[k]!r} (the run's: {run_.config.get(k)!r})" for k in changed)
+        raise InputError(f"--resume {run_.dir}: a resumed run keeps its own options; these differ: {shown}",
+                         "leave them out (options not given are taken from the run), or start a new run")
+    run_.check_same_config(cfg, may_differ=RESUME_MAY_DIFFER)  # the data the run was started on
     path = run_.checkpoint_dir / CHECKPOINT
     if not path.is_file():
         raise InputError(f"--resume {run_.dir}: no checkpoint ({path}); the run stopped before its first evaluation",
