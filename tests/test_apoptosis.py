@@ -276,9 +276,115 @@ def test_non_finite_loss_exits_1_with_failed_manifest_and_checkpoint_kept(cli, n
                          "--min-lr", "1e6", "--warmup-iters", "0", "--grad-clip", "0", "--name", "diverge")
     assert code == 1 and "non-finite loss" in err
     (run_dir,) = (nlab_home / "logs" / "apoptosis").iterdir()
+    assert f"the last good checkpoint (step" in err and f"--resume {run_dir}" in " ".join(err.split())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "non-finite loss" in manifest["exit_reason"]
     ckpt = torch.load(nlab_home / "checkpoints" / "apoptosis" / run_dir.name / "ckpt.pt", weights_only=True)
     step = int(manifest["exit_reason"].split("at step ")[1].split(":")[0])
     assert ckpt["step"] % 5 == 0 and ckpt["step"] <= step
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+# --- --resume: a killed run continues exactly ----------------------------------------------------------------------
+RESUME_CLI = [*TINY_CLI, "--max-iters", "160", "--eval-interval", "40", "--interval", "30", "--spike-window", "12",
+              "--maturity", "10", "--log-interval", "5", "--deterministic"]
+TIMINGS = {"wall_time_s", "train_time_s", "step_time_ms_mean", "step_time_ms_median", "event_time_s", "time_ms",
+           "run_dir", "events_file", "lineage_file", "val_blocks_file"}
+
+
+def comparable(obj):
+    """A run's records without what may differ between two runs of the same work: timings and paths."""
+    if isinstance(obj, dict):
+        return {k: comparable(v) for k, v in obj.items() if k not in TIMINGS}
+    if isinstance(obj, list):
+        return [comparable(v) for v in obj]
+    return obj
+
+
+def run_records(run_dir) -> dict:
+    files = {}
+    for name in ("history.jsonl", "events.jsonl"):
+        path = run_dir / name
+        files[name] = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
+    for name in ("lineage.json", "val_block_losses.json", "metrics.json"):
+        files[name] = json.loads((run_dir / name).read_text())
+    return comparable(files)
+
+
+def kill_after_first_checkpoint(args, run_dir, past_step: int) -> None:
+    """Start the installed `nlab` and SIGKILL it once it has written a checkpoint and logged training past
+    `past_step` (so that records logged after the checkpoint must be cut on resume)."""
+    import subprocess
+    import time
+
+    from conftest import nlab_executable
+
+    proc = subprocess.Popen([nlab_executable(), *args, "--out", str(run_dir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    history, deadline = run_dir / "history.jsonl", time.monotonic() + 300  # a loaded machine is slow
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run_dir / "checkpoints" / "ckpt.pt").exists() and history.exists() and any(
+                json.loads(line)["step"] > past_step for line in history.read_text().splitlines()[:-1]):
+            break
+        time.sleep(0.01)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -9, err  # killed, not finished
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
+    assert not (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("strategy", ["none", "growth"])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(cli, tmp_path, strategy):
+    args = [*RESUME_CLI, "--strategy", strategy, "--turnover-rate", "0.25"]
+    code, _, err = cli("apoptosis", *args, "--out", str(tmp_path / "whole"))
+    assert code == 0, err
+    killed = tmp_path / "killed"
+    # killed past step 50: after the checkpoint at 40, with training points, and for growth the event at 30
+    # (pending at the checkpoint, its window closing at 42), logged after it
+    kill_after_first_checkpoint(["apoptosis", *args], killed, past_step=50)
+    ckpt = torch.load(killed / "checkpoints" / "ckpt.pt", weights_only=True)
+    assert ckpt["step"] in (40, 80, 120) and len(ckpt["losses"]) == ckpt["step"]
+    # the baseline is resumed with all its options repeated; growth with --resume alone (options from the run)
+    code, out, err = cli("apoptosis", *(args if strategy == "none" else []), "--resume", str(killed), "--json")
+    assert code == 0, err
+    assert f"resuming {killed} from step {ckpt['step']}" in " ".join(err.split())
+    whole, resumed = run_records(tmp_path / "whole"), run_records(killed)
+    assert resumed == whole  # metrics, history, events, lineage and per-block losses: nothing lost, nothing twice
+    assert json.loads(out)["val_loss"] == whole["metrics.json"]["val_loss"]
+    if strategy == "growth":
+        assert whole["metrics.json"]["mlp_widths"] == [256, 256] and whole["metrics.json"]["n_events"] == 5
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["resumes"][0]["previous_status"] == "running"
+    # a completed run is not resumed again: it says where its results are
+    code, _, err = cli("apoptosis", "--resume", str(killed))
+    assert code == 2 and f"already completed; its results are in {killed / 'metrics.json'}" in " ".join(err.split())
+
+
+def test_resume_refuses_other_options_another_phase_and_a_run_without_checkpoint(cli, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, err = cli("apoptosis", *TINY_CLI, "--max-iters", "10", "--eval-interval", "5", "--out", str(run_dir))
+    assert code == 0, err
+    (run_dir / "metrics.json").unlink()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))  # as if killed
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    for args, expect in (
+            (["--max-iters", "20"], "these differ: --max-iters 20 (the run's: 10)"),
+            (["--strategy", "standard", "--interval", "5"],
+             "--strategy 'standard' (the run's: 'none'), --interval 5 (the run's: 500)"),
+            (["--seed", "1", "--eval-interval", "5"], "--seed 1 (the run's: 1337)"),
+            (["--out", str(tmp_path / "x")], "--out and --name do not apply"),
+    ):
+        code, _, err = cli("apoptosis", *args, "--resume", str(run_dir))
+        assert code == 2 and expect in " ".join(err.split()), err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # nothing written
+    (run_dir / "checkpoints" / "ckpt.pt").unlink()
+    code, _, err = cli("apoptosis", "--resume", str(run_dir))
+    assert code == 2 and "no checkpoint" in err and "before its first evaluation" in " ".join(err.split()), err
+    code, _, err = cli("analyze-history", str(run_dir), "--no-plot", "--out", str(tmp_path / "hist"))
+    assert code == 0, err
+    code, _, err = cli("apoptosis", "--resume", str(tmp_path / "hist"))
+    assert code == 2 and "is a 'analyze-history' run, not 'apoptosis'" in " ".join(err.split()), err
+    code, _, err = cli("apoptosis", "--resume", str(tmp_path / "nowhere"))
+    assert code == 2 and "not an nlab run folder" in err

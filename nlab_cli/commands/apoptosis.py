@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig, resume_config
 
 _C = ApoptosisConfig()
+_FIELDS = {f.name for f in fields(ApoptosisConfig)}
 _MODEL, _OPT, _TURN = "Model and data", "Optimisation (nanoGPT's names)", "Neuron turnover"
 
 
@@ -18,6 +21,7 @@ def _opt(help: str, panel: str, **kw):
 
 
 def apoptosis(
+    ctx: typer.Context,
     strategy: Annotated[str, _opt(f"{' | '.join(STRATEGIES)}; none is the baseline.", _TURN)] = _C.strategy,
     interval: Annotated[int, _opt("Steps between turnover events.", _TURN)] = _C.interval,
     prune_rate: Annotated[float, _opt("Fraction of each MLP's neurons that dies per event (standard, functional, "
@@ -68,14 +72,23 @@ def apoptosis(
     data_dir: DataDir = None,
     out: Out = None,
     name: Name = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue this run folder (after a kill or crash) from its last checkpoint, exactly; options not "
+             "given are taken from the run; only --device, --data-dir and --compile may differ from it.",
+        show_default=False)] = None,
     json_out: Json = False,
 ) -> None:
     """Train a char-level GPT (nanoGPT's CPU recipe) while its MLP neurons die and are reborn every --interval
     steps; record every event and its loss spike, neuron ages and lineage, and the held-out loss."""
     from phases import apoptosis as phase
 
-    values = dict(locals())
-    config = ApoptosisConfig(**{k: v for k, v in values.items() if k not in ("json_out", "phase")})
-    config.data_dir = str(data_dir) if data_dir else None
-    config.out = str(out) if out else None
+    values = {k: v for k, v in locals().items() if k in _FIELDS}
+    values.update(data_dir=str(data_dir) if data_dir else None, out=str(out) if out else None,
+                  resume=str(resume) if resume else None)
+    if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
+        given = {p for p in ctx.params  # options given on the command line, not left at their default
+                 if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        config = execute(resume_config, str(resume), {k: values[k] for k in given & _FIELDS - {"resume"}})
+    else:
+        config = ApoptosisConfig(**values)
     execute(phase.run, config, json_out=json_out)

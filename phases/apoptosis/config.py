@@ -4,7 +4,11 @@ neuron-turnover settings. Light to import: the CLI builds this."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from phases.core.errors import InputError
 
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
 FITNESSES = ("grad_activation", "activation", "weight_magnitude", "utility")
@@ -59,8 +63,32 @@ class ApoptosisConfig:
     data_dir: str | None = None
     out: str | None = None
     name: str | None = None
+    resume: str | None = None  # a run folder to continue from its last checkpoint (the run's own options)
 
     @property
     def growth_limit(self) -> int:
         """The widest an MLP may grow: --max-width, else twice the initial width (4 x n_embd)."""
         return self.max_width or 8 * self.n_embd
+
+
+# options a resumed run may change: where it runs and reads, not what it computes (--out/--name do not apply)
+RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def resume_config(run_dir: str, given: dict) -> ApoptosisConfig:
+    """The saved options of the run in `run_dir`, with the options given on the command line on top (the phase
+    then refuses any given one that differs from the saved value, except RESUME_MAY_DIFFER)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
+                         "pass the folder a previous run printed as its run_dir") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
+    names = {f.name for f in fields(ApoptosisConfig)} - {"out", "name", "resume"}
+    return ApoptosisConfig(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})

@@ -77,7 +77,14 @@ class FitnessTracker:
         self.ema[layer] = torch.cat([self.ema[layer], self.ema[layer].new_zeros(k)])
 
     def state_dict(self) -> dict:
-        return {"kind": self.kind, "ema": [e.cpu() for e in self.ema]}
+        """The EMAs and the latest training inputs (the next event's "recent activations"), for exact resume."""
+        return {"kind": self.kind, "ema": [e.cpu() for e in self.ema],
+                "inputs": [None if x is None else x.cpu() for x in self.inputs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.mlps[0].c_fc.weight.device
+        self.ema = [e.to(device) for e in state["ema"]]
+        self.inputs = [None if x is None else x.to(device) for x in state["inputs"]]
 
     def remove(self) -> None:
         for h in self._handles:

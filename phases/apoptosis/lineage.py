@@ -60,3 +60,8 @@ class Lineage:
 
     def to_json(self) -> dict:
         return {"neurons": self.records, "alive": self.alive}
+
+    def load_json(self, state: dict) -> None:
+        """Continue from `to_json()`'s record (a resumed run), in place: the turnover holds this object."""
+        self.records = [dict(r) for r in state["neurons"]]
+        self.alive = [list(layer) for layer in state["alive"]]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import (CROSSOVERS, FITNESSES, RESUME_MAY_DIFFER, STRATEGIES, ApoptosisConfig,
+                                     option_name)
 from phases.core import data, render
 from phases.core.errors import InputError
 from phases.core.runs import Run, check_run_name
@@ -61,6 +62,9 @@ def _check(c: ApoptosisConfig) -> None:
                          "use an --interval below --max-iters")
     if c.sample < 0 or c.temperature < 0:
         raise InputError("--sample and --temperature must be >= 0", "use e.g. --sample 500 --temperature 0.8")
+    if c.resume is not None and (c.out is not None or c.name is not None):
+        raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
+                         "leave out --out and --name")
     check_run_name(c.name)
 
 
@@ -71,6 +75,31 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
     if c.strategy == "growth":
         c.max_width = c.growth_limit
     return c
+
+
+def _open_run(c: ApoptosisConfig, cfg: dict) -> tuple[Run, dict | None]:
+    """A new run folder, or (--resume) the folder of an unfinished run of the same options and its checkpoint."""
+    if c.resume is None:
+        return Run.create(PHASE, cfg, out=c.out, name=c.name), None
+    from phases.apoptosis.train import CHECKPOINT
+    from phases.core.checkpoint import load_checkpoint
+
+    run_ = Run.resume(c.resume, PHASE)
+    if run_.manifest["status"] == "completed":
+        metrics = run_.path(Run.METRICS)
+        raise InputError(f"--resume {run_.dir}: that run has already completed; its results are in {metrics}",
+                         "nothing to resume: read them there, or start a new run to train longer")
+    changed = [k for k in asdict(c) if k not in RESUME_MAY_DIFFER and run_.config.get(k) != cfg[k]]
+    if changed:
+        shown = ", ".join(f"{option_name(k)} {cfg[k]!r} (the run's: {run_.config.get(k)!r})" for k in changed)
+        raise InputError(f"--resume {run_.dir}: a resumed run keeps its own options; these differ: {shown}",
+                         "leave them out (options not given are taken from the run), or start a new run")
+    run_.check_same_config(cfg, may_differ=RESUME_MAY_DIFFER)  # the data the run was started on
+    path = run_.checkpoint_dir / CHECKPOINT
+    if not path.is_file():
+        raise InputError(f"--resume {run_.dir}: no checkpoint ({path}); the run stopped before its first evaluation",
+                         "start a new run with the same options")
+    return run_, load_checkpoint(path)
 
 
 def run(config: ApoptosisConfig) -> dict:
@@ -86,11 +115,15 @@ def run(config: ApoptosisConfig) -> dict:
     cfg = {**asdict(config), "data": {"train": corpus.splits[0], "val": corpus.splits[1],
                                       "train_chars": len(train), "val_chars": len(val),
                                       "vocab_size": corpus.vocab.size}}
-    with Run.create(PHASE, cfg, out=config.out, name=config.name) as run_:
+    run_, checkpoint = _open_run(config, cfg)
+    with run_:
         run_.set_device(str(device), device_name(device))
         from phases.apoptosis.train import Training
 
-        out = run_.write_metrics(Training(config, corpus, train, val, device, run_).run(), primary="val_loss")
+        training = Training(config, corpus, train, val, device, run_, checkpoint)
+        if checkpoint is not None:
+            render.say(f"resuming {run_.dir} from step {checkpoint['step']}")
+        out = run_.write_metrics(training.run(), primary="val_loss")
     _render(out)
     return out
 

@@ -1,5 +1,6 @@
 """The training loop of `nlab apoptosis`: nanoGPT's (AdamW, warmup + cosine decay, gradient clipping, periodic
-evaluation) with turnover events every `interval` steps, their loss spikes measured around them."""
+evaluation) with turnover events every `interval` steps, their loss spikes measured around them, and a checkpoint
+at every evaluation that holds all the run's state, so that a killed run resumes exactly where it stood."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from phases.apoptosis.surgery import ensure_output_bias
 from phases.apoptosis.turnover import PRESERVING, Turnover
 from phases.core import charlm, render
 from phases.core.checkpoint import save_checkpoint
-from phases.core.models.gpt import GPT, GPTConfig
+from phases.core.errors import RunFailed
+from phases.core.jsonio import truncate_jsonl
+from phases.core.models.gpt import GPT, MLP, GPTConfig
 from phases.core.optim import build_optimizer, check_finite, set_lr, warmup_cosine_lr
+from phases.core.runs import Run
+from phases.core.seeding import rng_state, set_rng_state
 
 EVENTS, LINEAGE, CHECKPOINT = "events.jsonl", "lineage.json", "ckpt.pt"
 VAL_BLOCKS = "val_block_losses.json"  # per-block held-out losses, for paired comparisons between runs
@@ -34,11 +39,15 @@ def spike_stats(losses: list[float], step: int, window: int) -> dict:
             "spike_factor": peak / loss_before if before and after else None}
 
 
-def build_model(c: ApoptosisConfig, vocab_size: int, device) -> GPT:
-    """The GPT of the recipe, seeded by the caller. Function-preserving strategies need an output bias in each
+def build_model(c: ApoptosisConfig, vocab_size: int, device, widths: list[int] | None = None) -> GPT:
+    """The GPT of the recipe, seeded by the caller; `widths`: the MLPs' hidden widths when growth has changed them
+    (a resumed run, whose weights are loaded next). Function-preserving strategies need an output bias in each
     MLP (the dying neurons' mean goes there): added, at zero, when the model has no biases."""
     model = GPT(GPTConfig(block_size=c.block_size, vocab_size=vocab_size, n_layer=c.n_layer, n_head=c.n_head,
                           n_embd=c.n_embd, dropout=c.dropout, bias=c.bias))
+    for block, width in zip(model.transformer.h, widths or []):
+        if width != block.mlp.width:
+            block.mlp = MLP(model.config, width)
     if c.strategy in PRESERVING:
         for mlp in model.mlps:
             ensure_output_bias(mlp)
@@ -57,10 +66,10 @@ class Learner:
     """What a training step and an event act on: the recipe's GPT (initialised from the seed), its AdamW and, for
     every strategy but none, the fitness tracker and the turnover."""
 
-    def __init__(self, c: ApoptosisConfig, vocab_size: int, device):
+    def __init__(self, c: ApoptosisConfig, vocab_size: int, device, widths: list[int] | None = None):
         self.c, self.device = c, device
         torch.manual_seed(c.seed)  # the same initial weights for every strategy
-        self.model = build_model(c, vocab_size, device)
+        self.model = build_model(c, vocab_size, device, widths)
         self.optimizer = make_optimizer(self.model, c)
         self.lineage = Lineage([m.width for m in self.model.mlps])
         self.tracker = self.turnover = None
@@ -73,6 +82,24 @@ class Learner:
             self.forward = torch.compile(self.model)  # growth changes shapes: expect recompiles at its events
         elif c.compile:
             render.warn(f"--compile is used on CUDA only; training on {device.type} without it")
+
+    def state_dict(self) -> dict:
+        """Everything an event or a step depends on: weights (with grown widths and added biases), AdamW's state,
+        the lineage and ages, and the strategy's state (fitness EMAs, latest inputs, vitalities, its generator)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "mlp_widths": [m.width for m in self.model.mlps], "lineage": self.lineage.to_json(),
+                "tracker": self.tracker.state_dict() if self.tracker else None,
+                "turnover": self.turnover.state_dict() if self.turnover else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()`; the learner must have been built with the state's `mlp_widths`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lineage.load_json(state["lineage"])
+        if self.tracker:
+            self.tracker.load_state_dict(state["tracker"])
+        if self.turnover:
+            self.turnover.load_state_dict(state["turnover"])
 
     def step(self, x, y, lr: float, step: int) -> float:
         """One AdamW step on (x, y); the loss before it. A non-finite loss stops the run (RunFailed)."""
@@ -108,37 +135,74 @@ class Learner:
 
 
 class Training:
-    """The run: the learner trained for max_iters steps with evaluations, checkpoints, events and their spikes."""
+    """The run: the learner trained for max_iters steps with evaluations, checkpoints, events and their spikes.
+    Given a checkpoint (`--resume`), it continues from the checkpoint's step exactly where the run stood."""
 
-    def __init__(self, config: ApoptosisConfig, corpus, train: torch.Tensor, val: torch.Tensor, device, run):
+    def __init__(self, config: ApoptosisConfig, corpus, train: torch.Tensor, val: torch.Tensor, device, run,
+                 checkpoint: dict | None = None):
         self.c = config
         self.corpus, self.train, self.val, self.device, self.run_ = corpus, train, val, device, run
-        self.learner = Learner(config, corpus.vocab.size, device)
+        self.learner = Learner(config, corpus.vocab.size, device, checkpoint["mlp_widths"] if checkpoint else None)
         self.model, self.lineage = self.learner.model, self.learner.lineage
         self.params_start = count_params(self.model)
         self.batches = torch.Generator().manual_seed(config.seed)  # the same batches whatever the strategy
         self.losses: list[float] = []
         self.events: list[dict] = []
-        self.pending: list[dict] = []  # events (or, for none, would-be event steps) waiting for their window
         self.references: list[dict] = []
+        self.pending: list[dict] = []  # events (or, for none, would-be event steps) waiting for their window
+        self.batch = None  # the latest training batch (x, y): an event's same-batch loss change is measured on it
+        self.estimates = (None, None)  # (train, val) at the latest evaluation
+        self.step_times: list[float] = []
+        self.seconds_before = 0.0  # training time of the work a resumed run inherits
+        self.start_step, self.checkpointed = 0, None
+        if checkpoint is not None:
+            self._restore(checkpoint)
 
-    def _evaluate(self, step: int) -> tuple[float, float]:
+    @property
+    def spike_records(self) -> list[dict]:
+        """Where pending records live: the events, or for none the would-be event steps."""
+        return self.references if self.learner.turnover is None else self.events
+
+    def _evaluate(self, step: int) -> None:
         c = self.c
         est = {name: charlm.estimate_loss(self.learner.forward, data, c.block_size, c.batch_size, c.eval_iters,
                                           self.device, seed=c.seed)
                for name, data in (("train", self.train), ("val", self.val))}
         self.run_.log({"step": step, "split": "val", **self._stage(), "loss": est["val"]})
         self.run_.log({"step": step, "split": "train", **self._stage(), "eval_loss": est["train"]})
-        return est["train"], est["val"]
+        self.estimates = (est["train"], est["val"])
 
     def _stage(self) -> dict:
         return {} if self.c.strategy == "none" else {"stage": f"gen{len(self.events)}"}
 
-    def _checkpoint(self, step: int) -> None:
+    # --- checkpoints: everything needed to continue exactly ------------------------------------------------------
+    def _checkpoint(self, step: int, seconds: float) -> None:
+        records = self.spike_records
         save_checkpoint(self.run_.checkpoint_dir / CHECKPOINT, {
-            "model": self.model.state_dict(), "optimizer": self.learner.optimizer.state_dict(), "step": step,
-            "mlp_widths": [m.width for m in self.model.mlps], "config": self.run_.config,
-            "alive": self.lineage.alive})
+            **self.learner.state_dict(), "step": step, "config": self.run_.config,
+            "rng": rng_state(), "batches": self.batches.get_state(),
+            "batch": None if self.batch is None else [t.cpu() for t in self.batch],
+            "losses": self.losses, "events": self.events, "references": self.references,
+            "pending": [i for i, r in enumerate(records) if any(r is p for p in self.pending)],
+            "estimates": list(self.estimates), "params_start": self.params_start,
+            "step_times": self.step_times, "train_time_s": seconds})
+        self.checkpointed = step
+
+    def _restore(self, ckpt: dict) -> None:
+        self.learner.load_state_dict(ckpt)
+        self.start_step = self.checkpointed = ckpt["step"]
+        self.losses, self.step_times = list(ckpt["losses"]), list(ckpt["step_times"])
+        self.events, self.references = ckpt["events"], ckpt["references"]
+        self.pending = [self.spike_records[i] for i in ckpt["pending"]]
+        self.batch = None if ckpt["batch"] is None else tuple(t.to(self.device) for t in ckpt["batch"])
+        self.estimates = tuple(ckpt["estimates"])
+        self.params_start, self.seconds_before = ckpt["params_start"], ckpt["train_time_s"]
+        set_rng_state(ckpt["rng"])
+        self.batches.set_state(ckpt["batches"])
+        # what was logged after the checkpoint is logged again: cut it from the record files
+        truncate_jsonl(self.run_.path(Run.HISTORY), self.start_step)
+        settled = [e["step"] for e in self.events if not any(e is p for p in self.pending)]
+        truncate_jsonl(self.run_.path(EVENTS), max(settled, default=-1))
 
     def _settle(self, final: bool = False) -> None:
         """Fill in the spike factor of every pending event whose window is complete (all of them at the end)."""
@@ -151,32 +215,39 @@ class Training:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
+        try:
+            return self._run()
+        except RunFailed as e:
+            if self.checkpointed is None:
+                raise
+            raise RunFailed(e.message, f"the last good checkpoint (step {self.checkpointed}) is kept: continue from "
+                            f"it with the same options and --resume {self.run_.dir} (a deterministic run diverges "
+                            "again at the same step; to change --lr, --warmup-iters or --grad-clip, start a new "
+                            "run)") from None
+
+    def _run(self) -> dict:
         c = self.c
-        t_start = time.perf_counter()
-        step_times: list[float] = []
-        x = y = None
-        train_est = val_est = None
-        with render.progress(c.max_iters, f"training ({c.strategy})", unit="step") as bar:
-            for step in range(c.max_iters + 1):
-                if step % c.eval_interval == 0 or step == c.max_iters:
-                    train_est, val_est = self._evaluate(step)
-                    check_finite(val_est, step, "validation loss")  # never checkpoint a diverged model
-                    self._checkpoint(step)  # the last good state, kept if a later step diverges
+        t_start = time.perf_counter() - self.seconds_before
+        with render.progress(c.max_iters - self.start_step, f"training ({c.strategy})", unit="step") as bar:
+            for step in range(self.start_step, c.max_iters + 1):
+                if (step % c.eval_interval == 0 or step == c.max_iters) and step != self.checkpointed:
+                    self._evaluate(step)
+                    check_finite(self.estimates[1], step, "validation loss")  # never checkpoint a diverged model
+                    self._checkpoint(step, time.perf_counter() - t_start)  # the last good state
                 if step == c.max_iters:
                     break
                 if step and step % c.interval == 0:
                     if self.learner.turnover is not None:
-                        self.events.append(self.learner.event(step, x, y))
+                        self.events.append(self.learner.event(step, *self.batch))
                         self.pending.append(self.events[-1])
                     else:  # the baseline: the same measurement at the same steps, with nothing done
-                        ref = {"step": step}
-                        self.references.append(ref)
-                        self.pending.append(ref)
+                        self.references.append({"step": step})
+                        self.pending.append(self.references[-1])
                 lr = warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.lr_decay_iters)
-                x, y = charlm.get_batch(self.train, c.block_size, c.batch_size, self.device, self.batches)
+                self.batch = charlm.get_batch(self.train, c.block_size, c.batch_size, self.device, self.batches)
                 t0 = time.perf_counter()
-                value = self.learner.step(x, y, lr, step)
-                step_times.append(time.perf_counter() - t0)
+                value = self.learner.step(*self.batch, lr, step)
+                self.step_times.append(time.perf_counter() - t0)
                 self.losses.append(value)
                 self._settle()
                 if (step + 1) % c.log_interval == 0:
@@ -191,7 +262,7 @@ class Training:
         self.run_.write_json(VAL_BLOCKS, blocks.tolist())
         sample = (charlm.sample_text(self.model, self.corpus.vocab, c.sample, self.device, c.temperature,
                                      seed=c.seed) if c.sample else None)
-        return self._metrics(blocks, train_est, val_est, step_times, train_time, time.perf_counter() - t_start,
+        return self._metrics(blocks, *self.estimates, self.step_times, train_time, time.perf_counter() - t_start,
                              sample)
 
     def _metrics(self, blocks, train_est, val_est, step_times, train_time, wall, sample) -> dict:

@@ -43,6 +43,13 @@ class Turnover:
             for layer, mlp in enumerate(self.mlps):  # scale each MLP's residual branch by its layer's vitality
                 mlp.register_forward_hook(lambda m, args, out, layer=layer: out * self.vitality[layer])
 
+    def state_dict(self) -> dict:
+        return {"vitality": list(self.vitality), "generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vitality = list(state["vitality"])
+        self.gen.set_state(state["generator"])
+
     # --- helpers ---------------------------------------------------------------------------------------------
     def _noise(self, shape, scale: float, like: torch.Tensor) -> torch.Tensor:
         return (torch.randn(shape, generator=self.gen) * scale).to(like.device, like.dtype)

@@ -158,3 +158,17 @@ def iter_jsonl(path: Path | str, **kwargs) -> Iterator[dict]:
 
 def read_jsonl(path: Path | str, **kwargs) -> list[dict]:
     return list(iter_jsonl(path, **kwargs))
+
+
+def truncate_jsonl(path: Path | str, through: int, key: str = "step") -> int:
+    """Keep only the records whose `key` is at most `through` (records without it are kept), atomically: what a
+    resumed run does to the records it logged after its checkpoint, before it logs them again. A missing file
+    is left missing. Returns how many records were dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    records = read_jsonl(path)
+    keep = [r for r in records if not isinstance(r.get(key), (int, float)) or r[key] <= through]
+    if len(keep) != len(records):  # (a partial last line is cut when a JsonlWriter reopens the file)
+        atomic_write_text(path, "".join(dumps(r) + "\n" for r in keep))
+    return len(records) - len(keep)
