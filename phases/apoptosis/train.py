@@ -1,0 +1,240 @@
+"""The training loop of `nlab apoptosis`: nanoGPT's (AdamW, warmup + cosine decay, gradient clipping, periodic
+evaluation) with turnover events every `interval` steps, their loss spikes measured around them."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+
+from phases.apoptosis.config import ApoptosisConfig
+from phases.apoptosis.fitness import FitnessTracker
+from phases.apoptosis.lineage import Lineage
+from phases.apoptosis.surgery import ensure_output_bias
+from phases.apoptosis.turnover import PRESERVING, Turnover
+from phases.core import charlm, render
+from phases.core.checkpoint import save_checkpoint
+from phases.core.models.gpt import GPT, GPTConfig
+from phases.core.optim import build_optimizer, check_finite, set_lr, warmup_cosine_lr
+
+EVENTS, LINEAGE, CHECKPOINT = "events.jsonl", "lineage.json", "ckpt.pt"
+VAL_BLOCKS = "val_block_losses.json"  # per-block held-out losses, for paired comparisons between runs
+
+
+def spike_stats(losses: list[float], step: int, window: int) -> dict:
+    """Training loss over the `window` steps before `step` (mean) and after it (peak), and their ratio: the
+    spike factor. `losses[i]` is the loss of update i, so losses[step:] are the updates after the event."""
+    before = losses[max(0, step - window):step]
+    after = losses[step:step + window]
+    loss_before = statistics.fmean(before) if before else math.nan
+    peak = max(after) if after else math.nan
+    return {"loss_before": loss_before, "peak_after": peak, "window_after": len(after),
+            "spike_factor": peak / loss_before if before and after else None}
+
+
+def build_model(c: ApoptosisConfig, vocab_size: int, device) -> GPT:
+    """The GPT of the recipe, seeded by the caller. Function-preserving strategies need an output bias in each
+    MLP (the dying neurons' mean goes there): added, at zero, when the model has no biases."""
+    model = GPT(GPTConfig(block_size=c.block_size, vocab_size=vocab_size, n_layer=c.n_layer, n_head=c.n_head,
+                          n_embd=c.n_embd, dropout=c.dropout, bias=c.bias))
+    if c.strategy in PRESERVING:
+        for mlp in model.mlps:
+            ensure_output_bias(mlp)
+    return model.to(device)
+
+
+def make_optimizer(model, c: ApoptosisConfig):
+    return build_optimizer(model.named_parameters(), "adamw", c.lr, c.weight_decay, betas=(c.beta1, c.beta2))
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class Learner:
+    """What a training step and an event act on: the recipe's GPT (initialised from the seed), its AdamW and, for
+    every strategy but none, the fitness tracker and the turnover."""
+
+    def __init__(self, c: ApoptosisConfig, vocab_size: int, device):
+        self.c, self.device = c, device
+        torch.manual_seed(c.seed)  # the same initial weights for every strategy
+        self.model = build_model(c, vocab_size, device)
+        self.optimizer = make_optimizer(self.model, c)
+        self.lineage = Lineage([m.width for m in self.model.mlps])
+        self.tracker = self.turnover = None
+        if c.strategy != "none":
+            self.tracker = FitnessTracker(self.model.mlps, c.fitness, c.fitness_decay)
+            self.turnover = Turnover(self.model, self.optimizer, c, self.tracker, self.lineage,
+                                     torch.Generator().manual_seed(c.seed + 1))
+        self.forward = self.model
+        if c.compile and device.type == "cuda":
+            self.forward = torch.compile(self.model)  # growth changes shapes: expect recompiles at its events
+        elif c.compile:
+            render.warn(f"--compile is used on CUDA only; training on {device.type} without it")
+
+    def step(self, x, y, lr: float, step: int) -> float:
+        """One AdamW step on (x, y); the loss before it. A non-finite loss stops the run (RunFailed)."""
+        set_lr(self.optimizer, lr)
+        with charlm.autocast(self.device):
+            _, loss = self.forward(x, y)
+        value = loss.item()
+        check_finite(value, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.c.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.c.grad_clip)
+        self.optimizer.step()
+        return value
+
+    @torch.no_grad()
+    def batch_loss(self, x, y) -> float:
+        self.model.eval()
+        with charlm.autocast(self.device):
+            _, loss = self.model(x, y)
+        self.model.train()
+        return loss.item()
+
+    def event(self, step: int, x, y) -> dict:
+        """Apply the strategy; measure the loss on the latest batch (x, y) just before and just after."""
+        t0 = time.perf_counter()
+        before = self.batch_loss(x, y)
+        layers = self.turnover.event(step)
+        after = self.batch_loss(x, y)
+        return {"step": step, "strategy": self.c.strategy, "n_killed": sum(r["n_killed"] for r in layers),
+                "n_born": sum(r["n_born"] for r in layers), "swap_loss_before": before, "swap_loss_after": after,
+                "swap_loss_ratio": after / before, "time_ms": 1000 * (time.perf_counter() - t0), "layers": layers}
+
+
+class Training:
+    """The run: the learner trained for max_iters steps with evaluations, checkpoints, events and their spikes."""
+
+    def __init__(self, config: ApoptosisConfig, corpus, train: torch.Tensor, val: torch.Tensor, device, run):
+        self.c = config
+        self.corpus, self.train, self.val, self.device, self.run_ = corpus, train, val, device, run
+        self.learner = Learner(config, corpus.vocab.size, device)
+        self.model, self.lineage = self.learner.model, self.learner.lineage
+        self.params_start = count_params(self.model)
+        self.batches = torch.Generator().manual_seed(config.seed)  # the same batches whatever the strategy
+        self.losses: list[float] = []
+        self.events: list[dict] = []
+        self.pending: list[dict] = []  # events (or, for none, would-be event steps) waiting for their window
+        self.references: list[dict] = []
+
+    def _evaluate(self, step: int) -> tuple[float, float]:
+        c = self.c
+        est = {name: charlm.estimate_loss(self.learner.forward, data, c.block_size, c.batch_size, c.eval_iters,
+                                          self.device, seed=c.seed)
+               for name, data in (("train", self.train), ("val", self.val))}
+        self.run_.log({"step": step, "split": "val", **self._stage(), "loss": est["val"]})
+        self.run_.log({"step": step, "split": "train", **self._stage(), "eval_loss": est["train"]})
+        return est["train"], est["val"]
+
+    def _stage(self) -> dict:
+        return {} if self.c.strategy == "none" else {"stage": f"gen{len(self.events)}"}
+
+    def _checkpoint(self, step: int) -> None:
+        save_checkpoint(self.run_.checkpoint_dir / CHECKPOINT, {
+            "model": self.model.state_dict(), "optimizer": self.learner.optimizer.state_dict(), "step": step,
+            "mlp_widths": [m.width for m in self.model.mlps], "config": self.run_.config,
+            "alive": self.lineage.alive})
+
+    def _settle(self, final: bool = False) -> None:
+        """Fill in the spike factor of every pending event whose window is complete (all of them at the end)."""
+        for rec in list(self.pending):
+            if final or len(self.losses) >= rec["step"] + self.c.spike_window:
+                rec.update(spike_stats(self.losses, rec["step"], self.c.spike_window))
+                if "layers" in rec:
+                    self.run_.jsonl(EVENTS).write(rec)
+                self.pending.remove(rec)
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        c = self.c
+        t_start = time.perf_counter()
+        step_times: list[float] = []
+        x = y = None
+        train_est = val_est = None
+        with render.progress(c.max_iters, f"training ({c.strategy})", unit="step") as bar:
+            for step in range(c.max_iters + 1):
+                if step % c.eval_interval == 0 or step == c.max_iters:
+                    train_est, val_est = self._evaluate(step)
+                    check_finite(val_est, step, "validation loss")  # never checkpoint a diverged model
+                    self._checkpoint(step)  # the last good state, kept if a later step diverges
+                if step == c.max_iters:
+                    break
+                if step and step % c.interval == 0:
+                    if self.learner.turnover is not None:
+                        self.events.append(self.learner.event(step, x, y))
+                        self.pending.append(self.events[-1])
+                    else:  # the baseline: the same measurement at the same steps, with nothing done
+                        ref = {"step": step}
+                        self.references.append(ref)
+                        self.pending.append(ref)
+                lr = warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.lr_decay_iters)
+                x, y = charlm.get_batch(self.train, c.block_size, c.batch_size, self.device, self.batches)
+                t0 = time.perf_counter()
+                value = self.learner.step(x, y, lr, step)
+                step_times.append(time.perf_counter() - t0)
+                self.losses.append(value)
+                self._settle()
+                if (step + 1) % c.log_interval == 0:
+                    self.run_.log({"step": step + 1, "split": "train", **self._stage(),
+                                   "loss": statistics.fmean(self.losses[-c.log_interval:]), "lr": lr})
+                bar.advance()
+                bar.note(f"loss {value:.3f}")
+        self._settle(final=True)
+        train_time = time.perf_counter() - t_start
+        blocks = charlm.block_losses(self.model, self.val, c.block_size, c.batch_size, self.device)
+        self.run_.write_json(LINEAGE, self.lineage.to_json())
+        self.run_.write_json(VAL_BLOCKS, blocks.tolist())
+        sample = (charlm.sample_text(self.model, self.corpus.vocab, c.sample, self.device, c.temperature,
+                                     seed=c.seed) if c.sample else None)
+        return self._metrics(blocks, train_est, val_est, step_times, train_time, time.perf_counter() - t_start,
+                             sample)
+
+    def _metrics(self, blocks, train_est, val_est, step_times, train_time, wall, sample) -> dict:
+        c = self.c
+        spikes = self.events if self.events else self.references
+        factors = [e["spike_factor"] for e in spikes if e.get("spike_factor") is not None]
+        ratios = [e["swap_loss_ratio"] for e in self.events]
+        m = {
+            "val_loss": blocks.mean().item(),
+            "val_loss_se": (blocks.std() / len(blocks) ** 0.5).item(),
+            "val_tokens": len(blocks) * c.block_size,
+            "val_blocks": len(blocks),
+            "val_loss_estimate": val_est,
+            "train_loss_estimate": train_est,
+            "strategy": c.strategy,
+            "fitness": c.fitness if c.strategy != "none" else None,
+            "dataset": c.dataset,
+            "n_events": len(self.events),
+            "neurons_killed": sum(e["n_killed"] for e in self.events),
+            "neurons_born": sum(e["n_born"] for e in self.events),
+            "mean_spike_factor": statistics.fmean(factors) if factors else None,
+            "max_spike_factor": max(factors) if factors else None,
+            "spike_factors": factors,
+            "spike_basis": ("events" if self.events else
+                            "no events: the would-be event steps, the noise floor" if self.references else "none"),
+            "mean_swap_loss_ratio": statistics.fmean(ratios) if ratios else None,
+            "params_start": self.params_start,
+            "params_end": count_params(self.model),
+            "mlp_widths": [mlp.width for mlp in self.model.mlps],
+            **self.lineage.summary(c.max_iters),
+            "steps": c.max_iters,
+            "wall_time_s": wall,
+            "train_time_s": train_time,
+            "step_time_ms_mean": 1000 * statistics.fmean(step_times),
+            "step_time_ms_median": 1000 * statistics.median(step_times),
+            "event_time_s": sum(e["time_ms"] for e in self.events) / 1000,
+            "temperature": c.temperature,
+            "events": [{k: v for k, v in e.items() if k != "layers"} | {"layers": [r["layer"] for r in e["layers"]]}
+                       for e in self.events],
+            "events_file": str(self.run_.path(EVENTS)) if self.events else None,
+            "lineage_file": str(self.run_.path(LINEAGE)),
+            "val_blocks_file": str(self.run_.path(VAL_BLOCKS)),
+        }
+        if sample is not None:
+            m["sample"] = sample
+        return m

@@ -1,0 +1,115 @@
+"""`eval-gsm8k --compare RUN_A RUN_B`: which problems one run solves and the other does not, McNemar's exact
+test on those discordant pairs, and both accuracies at each checkpoint, on the problems both runs evaluated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phases.core import render
+from phases.core.errors import InputError
+from phases.core.jsonio import iter_jsonl
+from phases.core.runs import Run, load_run_dir
+from phases.core.stats import mcnemar_exact, wilson_interval
+from phases.gsm8k.config import CompareConfig
+from phases.gsm8k.phase import PHASE as EVAL_PHASE
+from phases.gsm8k.prompts import EXTRACTIONS
+
+PHASE = "compare-gsm8k"
+ALPHA = 0.05
+
+
+def _load(path: str, which: str) -> dict:
+    run = load_run_dir(path)
+    if run["manifest"].get("phase") != EVAL_PHASE:
+        raise InputError(f"--compare {path}: run {which} is a {run['manifest'].get('phase')!r} run, not eval-gsm8k",
+                         "pass two eval-gsm8k run folders")
+    preds = Path(path) / Run.PREDICTIONS
+    if not preds.is_file():
+        raise InputError(f"--compare {path}: run {which} has no predictions.jsonl",
+                         "pass a run that evaluated problems")
+    run["records"] = {r["id"]: r for r in iter_jsonl(preds)}
+    return run
+
+
+def _label(run: dict) -> str:
+    c = run["config"]
+    return f"{Path(str(c.get('model', '?'))).name} / {c.get('preset')} ({run['dir'].name})"
+
+
+def run(config: CompareConfig) -> dict:
+    a, b = _load(config.run_a, "A"), _load(config.run_b, "B")
+    split_a, split_b = a["config"].get("split"), b["config"].get("split")
+    if split_a != split_b:
+        raise InputError(f"--compare: run A evaluated the {split_a} split and run B the {split_b} split",
+                         "compare runs on the same split")
+    common = sorted(set(a["records"]) & set(b["records"]))
+    if not common:
+        raise InputError("--compare: the two runs share no evaluated problem",
+                         "compare runs on overlapping --n/--offset")
+    k = config.checkpoint_every or a["config"].get("checkpoint_every") or 50
+    if k < 1:
+        raise InputError(f"--checkpoint-every {k}: must be at least 1", "use e.g. 50")
+    ra, rb = a["records"], b["records"]
+    metrics: dict = {"n": len(common), "only_in_a": len(set(ra) - set(rb)), "only_in_b": len(set(rb) - set(ra)),
+                     "run_a": str(a["dir"]), "run_b": str(b["dir"]), "label_a": _label(a), "label_b": _label(b),
+                     "split": split_a}
+    pairs = []
+    for ext in EXTRACTIONS:
+        key = f"{ext}_correct"
+        only_a = [i for i in common if ra[i][key] and not rb[i][key]]
+        only_b = [i for i in common if rb[i][key] and not ra[i][key]]
+        both = sum(ra[i][key] and rb[i][key] for i in common)
+        p = mcnemar_exact(len(only_a), len(only_b))
+        for side, recs in (("a", ra), ("b", rb)):
+            correct = sum(bool(recs[i][key]) for i in common)
+            low, high = wilson_interval(correct, len(common))
+            metrics.update({f"{ext}_acc_{side}": correct / len(common), f"{ext}_acc_{side}_low": low,
+                            f"{ext}_acc_{side}_high": high})
+        metrics.update({f"{ext}_solved_only_by_a": len(only_a), f"{ext}_solved_only_by_b": len(only_b),
+                        f"{ext}_solved_by_both": both, f"{ext}_solved_by_neither": len(common) - both - len(only_a)
+                        - len(only_b), f"{ext}_mcnemar_p": p, f"{ext}_beyond_noise": p < ALPHA,
+                        f"{ext}_ids_only_a": only_a, f"{ext}_ids_only_b": only_b})
+    checkpoints = []
+    for step in sorted({*range(k, len(common) + 1, k), len(common)}):
+        ids = common[:step]
+        point = {"step": step, "split": split_a, "task": "gsm8k"}
+        for ext in EXTRACTIONS:
+            point[f"{ext}_acc_a"] = sum(bool(ra[i][f"{ext}_correct"]) for i in ids) / step
+            point[f"{ext}_acc_b"] = sum(bool(rb[i][f"{ext}_correct"]) for i in ids) / step
+        checkpoints.append(point)
+    metrics["checkpoints"] = checkpoints
+    prim_a = a["metrics"].get("primary_extraction") if a["metrics"] else None
+    prim_b = b["metrics"].get("primary_extraction") if b["metrics"] else None
+    primary_ext = prim_a if prim_a and prim_a == prim_b else "strict"
+    metrics["compared_on"] = primary_ext
+    for i in common:
+        pairs.append({"id": i, "target": ra[i]["target"], "a": ra[i]["prediction"], "b": rb[i]["prediction"],
+                      **{f"{ext}_{side}": bool(r[i][f"{ext}_correct"]) for ext in EXTRACTIONS
+                         for side, r in (("a", ra), ("b", rb))}})
+    cfg = {"run_a": str(a["dir"].resolve()), "run_b": str(b["dir"].resolve()), "checkpoint_every": k,
+           "out": config.out, "name": config.name}
+    with Run.create(PHASE, cfg, out=config.out, name=config.name) as run_:
+        for point in checkpoints:
+            run_.log(point)
+        run_.jsonl("pairs.jsonl").write_many(pairs)
+        out = run_.write_metrics(metrics, primary=f"{primary_ext}_mcnemar_p")
+    _render(out)
+    return out
+
+
+def _render(m: dict) -> None:
+    render.say(f"A: {m['label_a']}\nB: {m['label_b']}", markup=False)
+    rows = []
+    for ext in EXTRACTIONS:
+        verdict = "beyond noise" if m[f"{ext}_beyond_noise"] else "within noise"
+        rows.append((ext, m[f"{ext}_acc_a"], m[f"{ext}_acc_b"], m[f"{ext}_solved_only_by_a"],
+                     m[f"{ext}_solved_only_by_b"], m[f"{ext}_solved_by_both"], m[f"{ext}_solved_by_neither"],
+                     m[f"{ext}_mcnemar_p"], verdict))
+    render.table(f"A vs B on {m['n']} common {m['split']} problems (McNemar exact, alpha {ALPHA})",
+                 ["extraction", "acc A", "acc B", "only A", "only B", "both", "neither", "p", "difference"], rows)
+    render.table("accuracy at each checkpoint", ["n", "strict A", "strict B", "flexible A", "flexible B"],
+                 [(p["step"], p["strict_acc_a"], p["strict_acc_b"], p["flexible_acc_a"], p["flexible_acc_b"])
+                  for p in m["checkpoints"]])
+    if m["only_in_a"] or m["only_in_b"]:
+        render.warn(f"{m['only_in_a']} problem(s) only in A and {m['only_in_b']} only in B are left out")
+    render.say(f"run folder: {m['run_dir']}")

@@ -1,0 +1,73 @@
+"""Options of eval-gsm8k and of its --compare mode, with their documented defaults. Light to import: the CLI
+builds these (no torch, no transformers)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from phases.core.errors import InputError
+
+
+@dataclass
+class EvalConfig:
+    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id, model folder or .gguf file (openai: served name)
+    backend: str = "transformers"  # or "openai"
+    adapters: list[str] = field(default_factory=list)  # peft LoRA folders, "PATH" or "NAME=PATH"
+    use_adapter: str | None = None  # which adapter is active (needed when several are given)
+    dtype: str = "auto"  # auto: bfloat16 where the CPU/GPU computes it natively, else float32
+    device: str = "auto"
+    preset: str = "lm-eval"  # lm-eval, chat, chat-fewshot (phases/gsm8k/presets/*.json)
+    template: str | None = None  # a .json prompt spec overriding the preset's fields, or a text question template
+    shots: int | None = None  # default: the preset's
+    max_new_tokens: int | None = None  # default: the preset's (256)
+    split: str = "test"
+    n: int = 1319  # problems, from --offset on
+    offset: int = 0
+    data_dir: str | None = None
+    batch_size: int = 16  # sequences decoded together (problems x (1 + samples))
+    checkpoint_every: int = 50  # history point every k problems, in dataset order
+    samples: int = 0  # sampled completions per problem for maj@k (0: greedy only)
+    temperature: float = 0.7  # for the samples; the headline completion is always greedy
+    seed: int = 0
+    ppl: bool = False  # also the perplexity of the gold solutions
+    api_base: str | None = None  # openai backend: e.g. http://127.0.0.1:8000/v1
+    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key (never written anywhere)
+    concurrency: int = 4  # openai backend: problems in flight
+    max_retries: int = 4
+    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
+    request_timeout: float = 300.0
+    extra_body: str | None = None  # JSON object merged into every request (e.g. {"top_k": 1})
+    resume: str | None = None
+    out: str | None = None
+    name: str | None = None
+
+
+# Operational options that may change when a run is resumed: they do not change what is computed.
+RESUME_MAY_DIFFER = ("resume", "out", "name", "api_base", "api_key_env", "concurrency", "max_retries",
+                     "retry_backoff", "request_timeout")
+
+
+def resume_config(run_dir: str, given: dict) -> EvalConfig:
+    """The saved options of the run in `run_dir`, with the options given on the command line on top (the phase
+    then refuses any that differ from the saved ones, except the operational ones)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
+                         "pass the folder a previous run printed as its run_dir") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
+    names = {f.name for f in fields(EvalConfig)}
+    return EvalConfig(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})
+
+
+@dataclass
+class CompareConfig:
+    run_a: str
+    run_b: str
+    checkpoint_every: int | None = None  # default: run A's
+    out: str | None = None
+    name: str | None = None

@@ -1,0 +1,188 @@
+"""Batched decoding for causal LMs in which finished sequences leave the batch and waiting prompts take their place.
+
+`model.generate` on a batch keeps computing every sequence until the longest one is done: with GSM8K completions
+of 1 to 256 tokens most of a batch's decoding goes to sequences that have already stopped, and the batch's last
+steps run on one or two live rows. Here a sequence that emits an end-of-sequence token or completes a stop string
+leaves at once (its rows are dropped from the KV cache, and columns of left padding no remaining row needs are
+trimmed), and the next waiting prompt is prefilled and joins, so the batch stays full until the queue is empty.
+
+Each prompt is prefilled alone (no padding, the causal attention kernel) and its KV cache is left-padded to the
+batch's width when it joins; positions come from each row's own length, so padding never shifts a row. Given the
+same queue, the schedule (and so every number) is the same from run to run."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+
+@dataclass
+class Generated:
+    tokens: list[int] = field(default_factory=list)  # generated ids, with the end-of-sequence token if there was one
+    finish: str = ""  # "eos", "stop" (a stop string completed) or "length" (max_new_tokens reached)
+
+
+@dataclass
+class RowSampling:
+    """How one row picks its tokens: greedy (temperature 0) or sampled with its own generator, so a row's draws
+    depend only on its seed, never on the other rows of its batch."""
+
+    temperature: float = 0.0
+    generator: torch.Generator | None = None
+
+
+def _next_tokens(logits: torch.Tensor, sampling: list[RowSampling]) -> list[int]:
+    out = logits.argmax(-1)
+    for i, s in enumerate(sampling):
+        if s.temperature > 0:
+            probs = torch.softmax(logits[i].float() / s.temperature, dim=-1)
+            out[i] = torch.multinomial(probs, 1, generator=s.generator)[0]
+    return out.tolist()
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class _Batch:
+    """The live rows: their KV cache (right-aligned, left padding masked), mask, last positions and next tokens."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache = None
+        self.mask = torch.zeros((0, 0), dtype=torch.long, device=model.device)
+        self.last_pos = torch.zeros(0, dtype=torch.long, device=model.device)
+        self.rows: list[int] = []  # output row of each live row
+        self.next: list[int] = []  # token each live row feeds at the next step
+
+    def join(self, cache, length: int, rows: list[int], tokens: list[int]) -> None:
+        n, dev = len(rows), self.model.device
+        mask = torch.ones((n, length), dtype=torch.long, device=dev)
+        pos = torch.full((n,), length - 1, dtype=torch.long, device=dev)
+        if self.cache is None or not self.rows:
+            self.cache, self.mask, self.last_pos = cache, mask, pos
+        else:
+            width = max(self.mask.shape[1], length)
+            for old, new in zip(self.cache.layers, cache.layers):
+                old.keys = torch.cat([_left_pad(old.keys, width, 2), _left_pad(new.keys, width, 2)])
+                old.values = torch.cat([_left_pad(old.values, width, 2), _left_pad(new.values, width, 2)])
+            self.mask = torch.cat([_left_pad(self.mask, width, 1), _left_pad(mask, width, 1)])
+            self.last_pos = torch.cat([self.last_pos, pos])
+        self.rows += rows
+        self.next += tokens
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep only the live rows at these positions, and trim the left padding none of them needs."""
+        if len(keep) == len(self.rows):
+            return
+        self.rows = [self.rows[i] for i in keep]
+        self.next = [self.next[i] for i in keep]
+        if not keep:
+            self.cache = None
+            return
+        index = torch.tensor(keep, device=self.model.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.last_pos = self.mask[index], self.last_pos[index]
+        lead = int((self.mask.cumsum(-1) == 0).sum(-1).min())
+        if lead:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+            self.mask = self.mask[:, lead:]
+
+    def step(self) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
+        self.last_pos = self.last_pos + 1
+        ids = torch.tensor(self.next, device=self.model.device).unsqueeze(1)
+        return self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.last_pos.unsqueeze(1),
+                          past_key_values=self.cache, use_cache=True).logits[:, -1]
+
+
+@torch.inference_mode()
+def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: set[int],
+             stopped: Callable[[list[int]], bool] | None = None, sampling: list[RowSampling] | None = None,
+             copies: int = 1, max_rows: int = 16, early_leave: bool = True,
+             on_finish: Callable[[int, list[Generated]], None] | None = None) -> list[Generated]:
+    """Decode `copies` continuations of each prompt, at most `max_rows` rows at a time, prompts taken in the
+    order given. Row `i * copies + j` of the result is copy j of prompt i (the prompt is prefilled once and its
+    cache repeated). `stopped(tokens)` says whether a row's text so far completes a stop string; `sampling[row]`
+    picks greedy or sampled decoding per row (default: greedy). `on_finish(i, rows)` is called as soon as every
+    copy of prompt i is done.
+
+    `early_leave=False` admits the prompts in fixed groups of `max_rows // copies` and keeps finished rows in the
+    batch until the whole group is done, as `model.generate` does: it exists to measure what leaving saves."""
+    from transformers import DynamicCache
+
+    rows = len(prompts) * copies
+    sampling = list(sampling) if sampling is not None else [RowSampling() for _ in range(rows)]
+    if len(sampling) != rows:
+        raise ValueError(f"sampling has {len(sampling)} rows, expected {rows}")
+    out = [Generated() for _ in range(rows)]
+    done = [False] * rows
+    left = [copies] * len(prompts)  # unfinished copies of each prompt
+
+    def record(row: int, tok: int) -> bool:
+        """Append a token to a row; True when the row is finished."""
+        g = out[row]
+        g.tokens.append(tok)
+        if tok in eos_ids:
+            g.finish = "eos"
+        elif stopped is not None and stopped(g.tokens):
+            g.finish = "stop"
+        elif len(g.tokens) >= max_new_tokens:
+            g.finish = "length"
+        done[row] = bool(g.finish)
+        if done[row]:
+            left[row // copies] -= 1
+            if on_finish is not None and left[row // copies] == 0:
+                i = row // copies
+                on_finish(i, out[i * copies:(i + 1) * copies])
+        return done[row]
+
+    batch = _Batch(model)
+
+    def admit(i: int) -> None:
+        """Prefill prompt i alone, pick its first tokens, and let its unfinished rows join the batch."""
+        cache = DynamicCache(config=model.config)
+        ids = torch.tensor([list(prompts[i])], device=model.device)
+        logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        if copies > 1:
+            cache.batch_repeat_interleave(copies)
+            logits = logits.repeat_interleave(copies, 0)
+        new_rows = [i * copies + j for j in range(copies)]
+        tokens = _next_tokens(logits, [sampling[r] for r in new_rows])
+        live = [k for k, (r, t) in enumerate(zip(new_rows, tokens)) if not record(r, t)]
+        if early_leave and len(live) < len(new_rows):
+            if not live:
+                return
+            cache.batch_select_indices(torch.tensor(live, device=model.device))
+            new_rows, tokens = [new_rows[k] for k in live], [tokens[k] for k in live]
+        batch.join(cache, ids.shape[1], new_rows, tokens)
+
+    queue = deque(range(len(prompts)))
+    per_group = max(1, max_rows // copies)
+    while queue or batch.rows:
+        if early_leave:
+            batch.keep([k for k, r in enumerate(batch.rows) if not done[r]])
+            while queue and (len(batch.rows) + copies <= max_rows or not batch.rows):
+                admit(queue.popleft())
+        else:  # fixed groups: the next group starts when every row of the last one is done
+            if all(done[r] for r in batch.rows):
+                batch.keep([])
+                for _ in range(min(per_group, len(queue))):
+                    admit(queue.popleft())
+        if not batch.rows or all(done[r] for r in batch.rows):
+            continue
+        chosen = _next_tokens(batch.step(), [sampling[r] for r in batch.rows])
+        for r, t in zip(batch.rows, chosen):
+            if not done[r]:
+                record(r, t)
+        batch.next = chosen
+    return out
