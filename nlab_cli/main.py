@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, seed_sweep, train_moe
+from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, ewc, seed_sweep, train_moe
 
 app = typer.Typer(
     name="nlab",
@@ -39,6 +39,7 @@ def root(
 app.command("analyze-history")(analyze_history.analyze_history)
 app.command("train-moe")(train_moe.train_moe)
 app.command("apoptosis")(apoptosis.apoptosis)
+app.command("ewc")(ewc.ewc)
 app.command("seed-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     seed_sweep.seed_sweep)
 app.command("ensemble-vote")(ensemble_vote.ensemble_vote)
