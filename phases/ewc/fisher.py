@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -44,10 +45,12 @@ def empirical_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: i
 
     per_example = vmap(grad(one), in_dims=(None, 0, 0))
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    for start in range(0, len(x), chunk):
-        grads = per_example(params, x[start:start + chunk], y[start:start + chunk])
-        for n, g in grads.items():
-            fisher[n] += g.pow(2).sum(0)
+    with warnings.catch_warnings():  # CPU attention has no batching rule yet: torch.func loops it, and says so
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        for start in range(0, len(x), chunk):
+            grads = per_example(params, x[start:start + chunk], y[start:start + chunk])
+            for n, g in grads.items():
+                fisher[n] += g.pow(2).sum(0)
     model.train(was)
     return {n: f / len(x) for n, f in fisher.items()}
 

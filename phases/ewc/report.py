@@ -113,10 +113,10 @@ def render_summary(scn: Scenario, results: list[MethodResult], metrics: dict) ->
         render.table(f"{r.method}: R[i][j] ({word} on task j's held-out data after stage i)",
                      ["after stage", *(f"{t.name} (n={n})" for t, n in zip(scn.tasks, r.n))],
                      [[st.name, *row] for st, row in zip(r.stages, r.R)])
-    cols = ["method", f"average {word}", "mean forgetting", "BWT", "learning", "max spike"]
+    cols = ["method", f"avg {scn.metric}", "forgetting", "BWT", "learning", "max spike"]
     if scn.curriculum is not None:
-        cols += ["base retention", "modification"]
-    cols += ["vs naive", "McNemar p", "seconds"]
+        cols += ["retention", "modified"]
+    cols += ["vs naive", "McNemar p", "s"]
     rows = []
     for r in results:
         m = per[r.method]

@@ -133,6 +133,7 @@ class LMAdapter(nn.Module):
         self.gpt = gpt
 
     def forward(self, x: torch.Tensor, task: int = 0) -> torch.Tensor:
+        x = x.contiguous()
         return self.gpt(x, x)[0]  # passing targets makes the GPT return every position's logits
 
 
@@ -321,7 +322,7 @@ def scan(c: EwcConfig) -> Scenario:
             seq = prompt + answer
             seqs[r, :len(seq)] = torch.tensor(seq)
             targets[r, len(prompt) - 1:len(seq) - 1] = torch.tensor(answer)  # predict the answer after OUT
-        return seqs[:, :-1], targets
+        return seqs[:, :-1].contiguous(), targets
 
     gen = np.random.default_rng(c.seed)
     train_limit = c.train_limit if c.train_limit is not None else 4000

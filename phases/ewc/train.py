@@ -103,11 +103,11 @@ def train_method(scn: Scenario, method: str, c: EwcConfig, device, log=None) -> 
             if penalty is not None and penalty.anchors:
                 pen = penalty(model)
                 loss = loss + pen
-                rec_extra["penalty"] = float(pen)
+                rec_extra["penalty"] = float(pen.detach())
             if gated and c.gate_penalty:
                 gate_mean = torch.stack([g.last_gate.mean() for g in gated]).mean()
                 loss = loss + c.gate_penalty * gate_mean
-                rec_extra["gate_mean"] = float(gate_mean)
+                rec_extra["gate_mean"] = float(gate_mean.detach())
             check_finite(task_loss, step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
