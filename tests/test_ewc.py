@@ -72,6 +72,14 @@ def test_split_digits_single_head_and_moe_with_batch_fisher(cli, tmp_path):
     assert sum(m["n_test"]) == 360
 
 
+def test_moe_multitask_digits_then_sst2(cli, tmp_path):
+    m = _run(cli, "--scenario", "moe-multitask", "--method", "naive,replay", "--steps", "2", "--train-limit", "100",
+             "--eval-limit", "40", "--buffer-size", "20", "--out", str(tmp_path / "r"))
+    assert m["tasks"] == ["digits", "sst2"] and m["n_test"] == [40, 40] and m["model"] == "moe"
+    assert m["data"]["test_splits"] == ["test", "dev"]
+    assert m["methods"]["replay"]["buffer"] == {"digits": 20}
+
+
 def test_scan_curriculum_mixed_gated(cli, tmp_path):
     m = _run(cli, "--scenario", "scan", "--method", "naive,mixed,gated", "--steps", "3", "--train-limit", "64",
              "--eval-limit", "12", "--mix", "100:0,50:50,20:80", "--n-embd", "32", "--out", str(tmp_path / "r"))

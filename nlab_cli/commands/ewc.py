@@ -43,7 +43,7 @@ def ewc(
     n_head: Annotated[int, _opt("GPT attention heads.", _MODEL)] = _C.n_head,
     n_embd: Annotated[int, _opt("GPT width.", _MODEL)] = _C.n_embd,
     block_size: Annotated[int, _opt("shakespeare-wikitext: context length in characters.", _MODEL)] = _C.block_size,
-    steps: Annotated[Optional[int], _opt("Optimizer steps per stage (default: 300 digits, 800 text, 1500 scan).",
+    steps: Annotated[Optional[int], _opt("Optimizer steps per stage (default: 300 digits, 800 text, 1000 scan).",
                                          _TRAIN, show_default=False)] = None,
     batch_size: Annotated[int, _opt("Examples of the stage's data per step.", _TRAIN)] = _C.batch_size,
     lr: Annotated[Optional[float], _opt("Adam learning rate (default: 1e-3; 2e-3 text and moe-multitask).",
