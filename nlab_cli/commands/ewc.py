@@ -46,7 +46,7 @@ def ewc(
     steps: Annotated[Optional[int], _opt("Optimizer steps per stage (default: 300 digits, 800 text, 1000 scan).",
                                          _TRAIN, show_default=False)] = None,
     batch_size: Annotated[int, _opt("Examples of the stage's data per step.", _TRAIN)] = _C.batch_size,
-    lr: Annotated[Optional[float], _opt("Adam learning rate (default: 1e-3; 2e-3 text and moe-multitask).",
+    lr: Annotated[Optional[float], _opt("Adam learning rate (default: 1e-3 digits; 2e-3 text, scan and moe-multitask).",
                                         _TRAIN, show_default=False)] = None,
     eval_interval: Annotated[Optional[int], _opt("Steps between validation points (default: a quarter stage).",
                                                  _TRAIN, show_default=False)] = None,

@@ -344,7 +344,7 @@ def scan(c: EwcConfig) -> Scenario:
                                                                 for t in tasks[1].test_ids]))
     info["vocab"] = itos
     build, layers = _gpt(c, len(itos), length - 1)
-    scn = Scenario("scan", "seq", "gpt", tasks, build, 1000, 1e-3, curriculum=curriculum, info=info,
+    scn = Scenario("scan", "seq", "gpt", tasks, build, 1000, 2e-3, curriculum=curriculum, info=info,
                    gated_layers=layers)
     scn.info["eos"] = eos
     return scn
