@@ -127,8 +127,9 @@ def render_summary(scn: Scenario, results: list[MethodResult], metrics: dict) ->
         row += [vs["difference"] if vs else None, vs["paired"]["p_value"] if vs and vs["paired"] else None,
                 round(m["seconds"], 1)]
         rows.append(row)
-    render.table(f"{scn.name}: methods compared on identical data and seed ({'higher' if scn.higher_is_better else 'lower'}"
-                 f" is better; forgetting and BWT signed so that forgetting > 0 and BWT < 0 mean harm)", cols, rows)
+    better = "higher" if scn.higher_is_better else "lower"
+    render.table(f"{scn.name}: methods compared on identical data and seed ({better} is better; forgetting and BWT "
+                 "signed so that forgetting > 0 and BWT < 0 mean harm)", cols, rows)
     if scn.curriculum is not None:
         t = metrics["targets"]
         for r in results:
