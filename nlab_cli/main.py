@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, seed_sweep, train_moe
+from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, ewc, seed_sweep, train_moe
 
 app = typer.Typer(
     name="nlab",
@@ -39,6 +39,7 @@ def root(
 # Registration order is the order of `nlab --help`: the phases, then the tools that read their runs.
 app.command("train-moe")(train_moe.train_moe)
 app.command("apoptosis")(apoptosis.apoptosis)
+app.command("ewc")(ewc.ewc)
 app.command("eval-gsm8k")(eval_gsm8k.eval_gsm8k)
 app.command("seed-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
     seed_sweep.seed_sweep)

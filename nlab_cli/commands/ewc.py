@@ -1,0 +1,95 @@
+"""nlab ewc: tasks learned one after another, forgetting measured; EWC, L2, replay, mixed curricula, gating."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from phases.ewc.config import EwcConfig
+
+_C = EwcConfig()
+_SCN, _MODEL, _TRAIN, _METHOD = "Scenario", "Model", "Training", "Methods"
+
+
+def _opt(help: str, panel: str, *names: str, **kw):
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
+
+
+def ewc(
+    scenario: Annotated[str, _opt("permuted-digits, split-digits, shakespeare-wikitext, scan or moe-multitask.",
+                                  _SCN)] = _C.scenario,
+    method: Annotated[str, _opt("Comma-separated methods compared on identical data and seed: naive, ewc, l2, "
+                                "replay, mixed, gated (mixed and gated: scan only).", _METHOD,
+                                "--method")] = _C.methods,
+    tasks_count: Annotated[int, _opt("permuted-digits: number of tasks (the first is unpermuted).",
+                                     _SCN)] = _C.tasks_count,
+    heads: Annotated[str, _opt("split-digits: multi (a head per task) or single (one 10-way head, "
+                               "class-incremental).", _SCN)] = _C.heads,
+    moe_tasks: Annotated[str, _opt("moe-multitask: datasets trained one after the other.", _SCN)] = _C.moe_tasks,
+    train_limit: Annotated[Optional[int], _opt("Training items per task (default: all; scan 4000, moe-multitask "
+                                               "3000).", _SCN, show_default=False)] = None,
+    eval_limit: Annotated[Optional[int], _opt("Held-out items per task (default: all; scan 500 commands, "
+                                              "shakespeare-wikitext 512 windows).", _SCN, show_default=False)] = None,
+    scan_max_actions: Annotated[int, _opt("scan: keep commands with at most this many actions.",
+                                          _SCN)] = _C.scan_max_actions,
+    mix: Annotated[str, _opt("scan: base:modified percentages of each stage's batches; also sets the stages "
+                             "(the first must be 100:0).", _METHOD)] = _C.mix,
+    model: Annotated[str, _opt("Digits scenarios: mlp (64-256-256) or moe (train-moe's classifier).",
+                               _MODEL)] = _C.model,
+    hidden: Annotated[int, _opt("MLP width.", _MODEL)] = _C.hidden,
+    n_layer: Annotated[int, _opt("GPT layers (shakespeare-wikitext, scan).", _MODEL)] = _C.n_layer,
+    n_head: Annotated[int, _opt("GPT attention heads.", _MODEL)] = _C.n_head,
+    n_embd: Annotated[int, _opt("GPT width.", _MODEL)] = _C.n_embd,
+    block_size: Annotated[int, _opt("shakespeare-wikitext: context length in characters.", _MODEL)] = _C.block_size,
+    steps: Annotated[Optional[int], _opt("Optimizer steps per stage (default: 300 digits, 800 text, 1000 scan).",
+                                         _TRAIN, show_default=False)] = None,
+    batch_size: Annotated[int, _opt("Examples of the stage's data per step.", _TRAIN)] = _C.batch_size,
+    lr: Annotated[Optional[float], _opt("Adam learning rate (default: 1e-3 digits; 2e-3 text, scan and moe-multitask).",
+                                        _TRAIN, show_default=False)] = None,
+    eval_interval: Annotated[Optional[int], _opt("Steps between validation points (default: a quarter stage).",
+                                                 _TRAIN, show_default=False)] = None,
+    log_interval: Annotated[int, _opt("Steps between logged training losses.", _TRAIN)] = _C.log_interval,
+    spike_window: Annotated[int, _opt("Logged training losses on each side of a stage boundary for the spike "
+                                      "factor.", _TRAIN)] = _C.spike_window,
+    ewc_lambda: Annotated[float, _opt("Strength of the EWC (and L2) penalty, lambda/2 * sum F (theta - "
+                                      "theta*)^2.", _METHOD)] = _C.ewc_lambda,
+    ewc_mode: Annotated[str, _opt("separate (a penalty per earlier stage) or online (one decayed Fisher).",
+                                  _METHOD)] = _C.ewc_mode,
+    gamma: Annotated[float, _opt("online EWC: share of the old importance kept at each new stage.",
+                                 _METHOD)] = _C.gamma,
+    fisher: Annotated[str, _opt("empirical (per-sample squared gradients, torch.func) or batch (squared "
+                                "minibatch gradients, as Avalanche).", _METHOD)] = _C.fisher,
+    fisher_samples: Annotated[int, _opt("Training examples the Fisher is estimated on.", _METHOD)] = _C.fisher_samples,
+    fisher_batch: Annotated[int, _opt("--fisher batch: minibatch size.", _METHOD)] = _C.fisher_batch,
+    buffer_size: Annotated[int, _opt("replay: reservoir buffer size (examples).", _METHOD)] = _C.buffer_size,
+    replay_batch: Annotated[Optional[int], _opt("replay: buffer examples added to each batch (default: "
+                                                "--batch-size).", _METHOD, show_default=False)] = None,
+    gate_bias: Annotated[float, _opt("gated: initial gate logit (-3: the modification starts 5% on).",
+                                     _METHOD)] = _C.gate_bias,
+    gate_penalty: Annotated[float, _opt("gated: weight of the mean gate in the loss.", _METHOD)] = _C.gate_penalty,
+    heatmap: Annotated[bool, _opt("Draw methods/<method>/R.png.", _TRAIN)] = _C.heatmap,
+    device: Device = _C.device,
+    seed: Seed = _C.seed,
+    deterministic: Deterministic = False,
+    data_dir: DataDir = None,
+    out: Out = None,
+    name: Name = None,
+    json_out: Json = False,
+) -> None:
+    """Learn tasks one after another and measure forgetting: naive fine-tuning, EWC, an L2 control, replay, a
+    mixed curriculum and a gated modification layer, compared on identical data and seed in one table."""
+    from phases import ewc as phase
+
+    config = EwcConfig(
+        scenario=scenario, methods=method, tasks_count=tasks_count, heads=heads, moe_tasks=moe_tasks,
+        train_limit=train_limit, eval_limit=eval_limit, scan_max_actions=scan_max_actions, model=model,
+        hidden=hidden, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, steps=steps,
+        batch_size=batch_size, lr=lr, eval_interval=eval_interval, log_interval=log_interval,
+        ewc_lambda=ewc_lambda, ewc_mode=ewc_mode, gamma=gamma, fisher=fisher, fisher_samples=fisher_samples,
+        fisher_batch=fisher_batch, buffer_size=buffer_size, replay_batch=replay_batch, mix=mix,
+        gate_bias=gate_bias, gate_penalty=gate_penalty, spike_window=spike_window, heatmap=heatmap,
+        device=device, seed=seed, deterministic=deterministic, data_dir=str(data_dir) if data_dir else None,
+        out=str(out) if out else None, name=name)
+    execute(phase.run, config, json_out=json_out)

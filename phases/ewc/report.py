@@ -1,0 +1,141 @@
+"""Metrics of every method (all from phases/ewc/metrics.py), the comparison with naive fine-tuning, the heatmaps
+of R, and the tables shown at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phases.core import render
+from phases.core.stats import mcnemar_exact
+from phases.ewc.config import EwcConfig
+from phases.ewc.metrics import matrix_metrics, retention, spike_factors
+from phases.ewc.scenarios import Scenario
+from phases.ewc.train import MethodResult
+
+# the lab's targets for a base/modified curriculum
+TARGETS = {"spike_factor_below": 2.0, "base_retention_above": 0.8, "modification_success_above": 0.6}
+
+
+def _paired(a: MethodResult, b: MethodResult) -> dict | None:
+    """McNemar's exact test on the final models' per-item correctness over every task's test items."""
+    if not a.items or not b.items:
+        return None
+    right_a = {(r["task"], r["id"]): r["correct"] for r in a.items}
+    right_b = {(r["task"], r["id"]): r["correct"] for r in b.items}
+    only_a = sum(1 for k, v in right_a.items() if v and not right_b[k])
+    only_b = sum(1 for k, v in right_a.items() if not v and right_b[k])
+    p = mcnemar_exact(only_a, only_b)
+    return {"only_this_right": only_a, "only_naive_right": only_b, "n_items": len(right_a), "p_value": p,
+            "beyond_noise": p < 0.05}
+
+
+def method_metrics(scn: Scenario, r: MethodResult, window: int) -> dict:
+    trained = [st.task for st in r.stages]
+    m = matrix_metrics(r.R, trained, scn.higher_is_better)
+    m["loss_matrix"] = r.loss_R
+    m["loss_forgetting"] = matrix_metrics(r.loss_R, trained, higher_is_better=False)["forgetting"]
+    m.update(R=r.R, stages=[{"name": st.name, "task": scn.tasks[st.task].name,
+                            "mix": {scn.tasks[t].name: share for t, share in st.mix}} for st in r.stages],
+             seconds=r.seconds, **r.extra)
+    m["spikes"] = spike_factors(r.history, window, TARGETS["spike_factor_below"])
+    factors = [s["spike_factor"] for s in m["spikes"] if s["spike_factor"] is not None]
+    m["max_spike"] = max(factors) if factors else None
+    if scn.curriculum is not None:
+        m.update(retention(r.R, trained))
+        m["targets_hit"] = {
+            "spike": m["max_spike"] is not None and m["max_spike"] < TARGETS["spike_factor_below"],
+            "retention": m["base_retention"] is not None and m["base_retention"] > TARGETS["base_retention_above"],
+            "modification": m["modification_success"] > TARGETS["modification_success_above"]}
+    return m
+
+
+def build_metrics(scn: Scenario, results: list[MethodResult], c: EwcConfig) -> dict:
+    per = {r.method: method_metrics(scn, r, c.spike_window) for r in results}
+    naive = next((r for r in results if r.method == "naive"), None)
+    flat: dict = {}
+    for r in results:
+        m = per[r.method]
+        flat[f"{r.method}_average_{scn.metric}"] = m["average"]
+        flat[f"{r.method}_mean_forgetting"] = m["mean_forgetting"]
+        flat[f"{r.method}_bwt"] = m["bwt"]
+        flat[f"{r.method}_max_spike"] = m["max_spike"]
+        if scn.curriculum is not None:
+            flat[f"{r.method}_base_retention"] = m["base_retention"]
+            flat[f"{r.method}_modification_success"] = m["modification_success"]
+        if naive is not None and r is not naive:
+            m["vs_naive"] = {"difference": m["average"] - per["naive"]["average"], "paired": _paired(r, naive)}
+    methods = [r.method for r in results]
+    primary = "ewc" if "ewc" in methods else methods[0]
+    info = {k: v for k, v in scn.info.items() if k not in ("vocab", "eos")}
+    return {**flat, "primary_key": f"{primary}_average_{scn.metric}", "scenario": scn.name, "model": scn.family,
+            "metric": scn.metric, "higher_is_better": scn.higher_is_better, "tasks": [t.name for t in scn.tasks],
+            "n_test": results[0].n, "methods": per, "data": info,
+            "targets": TARGETS if scn.curriculum is not None else None,
+            "held_out": "every R[i][j] is measured on task j's held-out test items (n_test), never trained on; "
+                        "validation curves in history use a separate held-out subset"}
+
+
+def write_plots(run_dir: Path, scn: Scenario, results: list[MethodResult]) -> list[str]:
+    """methods/<method>/R.png: R as a heatmap, stages down, tasks across, each cell annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paths = []
+    for r in results:
+        R = np.asarray(r.R, dtype=float)
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * R.shape[1], 1.0 + 0.6 * R.shape[0]))
+        cmap = "viridis" if scn.higher_is_better else "viridis_r"
+        im = ax.imshow(R, cmap=cmap, aspect="auto",
+                       vmin=0 if scn.higher_is_better else None, vmax=1 if scn.higher_is_better else None)
+        for (i, j), v in np.ndenumerate(R):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if (v < 0.5) == scn.higher_is_better
+                    else "k", fontsize=8)
+        ax.set_xticks(range(R.shape[1]), [t.name for t in scn.tasks], rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(R.shape[0]), [f"after {st.name}" for st in r.stages], fontsize=8)
+        ax.set_title(f"{scn.name}: {r.method} ({scn.metric})", fontsize=9)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        path = run_dir / "methods" / r.method / "R.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(str(path))
+    return paths
+
+
+def render_summary(scn: Scenario, results: list[MethodResult], metrics: dict) -> None:
+    per = metrics["methods"]
+    word = {"acc": "accuracy", "exact_match": "exact match", "loss": "loss"}[scn.metric]
+    for r in results:
+        render.table(f"{r.method}: R[i][j] ({word} on task j's held-out data after stage i)",
+                     ["after stage", *(f"{t.name} (n={n})" for t, n in zip(scn.tasks, r.n))],
+                     [[st.name, *row] for st, row in zip(r.stages, r.R)])
+    cols = ["method", f"avg {scn.metric}", "forgetting", "BWT", "learning", "max spike"]
+    if scn.curriculum is not None:
+        cols += ["retention", "modified"]
+    cols += ["vs naive", "McNemar p", "s"]
+    rows = []
+    for r in results:
+        m = per[r.method]
+        row = [r.method, m["average"], m["mean_forgetting"], m["bwt"], m["learning"], m["max_spike"]]
+        if scn.curriculum is not None:
+            row += [m["base_retention"], m["modification_success"]]
+        vs = m.get("vs_naive")
+        row += [vs["difference"] if vs else None, vs["paired"]["p_value"] if vs and vs["paired"] else None,
+                round(m["seconds"], 1)]
+        rows.append(row)
+    better = "higher" if scn.higher_is_better else "lower"
+    render.table(f"{scn.name}: methods compared on identical data and seed ({better} is better; forgetting and BWT "
+                 "signed so that forgetting > 0 and BWT < 0 mean harm)", cols, rows)
+    if scn.curriculum is not None:
+        t = metrics["targets"]
+        for r in results:
+            hit = per[r.method]["targets_hit"]
+            render.say(f"  {r.method}: spike < {t['spike_factor_below']}x {'hit' if hit['spike'] else 'MISSED'}, "
+                       f"base retention > {t['base_retention_above']:.0%} {'hit' if hit['retention'] else 'MISSED'}, "
+                       f"modification success > {t['modification_success_above']:.0%} "
+                       f"{'hit' if hit['modification'] else 'MISSED'}")
+    render.say(f"run folder: {metrics['run_dir']}")
