@@ -100,7 +100,7 @@ class Run:
             run_dir = Path(out).resolve()
             if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
                 raise InputError(f"--out {run_dir} already exists and is not an empty folder",
-                                 "choose a new folder, or continue that run with --resume")
+                                 "choose a new folder (phases with --resume can continue that run instead)")
             run_dir.mkdir(parents=True, exist_ok=True)
             ckpt_dir = run_dir / "checkpoints"
         else:
