@@ -134,3 +134,41 @@ def test_missing_dataset_lists_the_files(nlab, tmp_path, nlab_home):
     assert p.returncode == 2
     assert "tasks_train_simple.txt" in p.stderr and "tasks_test_addprim_jump.txt" in p.stderr
     assert not (nlab_home / "logs").exists()
+
+
+def test_killed_run_resumes_keeping_finished_methods(cli, nlab, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import nlab_executable
+
+    args = ["--tasks-count", "3", "--steps", "300", "--method", "naive,ewc", "--fisher-samples", "64",
+            "--deterministic", "--no-heatmap"]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([nlab_executable(), "ewc", *args, "--out", str(run)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    end = time.monotonic() + 300
+    while not (run / "methods" / "naive" / "result.json").is_file():
+        assert proc.poll() is None and time.monotonic() < end, "naive never finished"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # while ewc trains
+    proc.wait()
+    assert not (run / "methods" / "ewc" / "result.json").exists() and not (run / "metrics.json").exists()
+    naive_history = (run / "methods" / "naive" / "history.jsonl").read_bytes()
+
+    code, _, err = cli("ewc", "--resume", str(run), "--steps", "100")  # another option: refused, named
+    assert code == 2 and "--steps 100" in err
+    resumed = _run(cli, "--resume", str(run))  # the run's own options
+    whole = _run(cli, *args, "--out", str(tmp_path / "whole"))
+    assert resumed["run_dir"] == str(run)
+    assert (run / "methods" / "naive" / "history.jsonl").read_bytes() == naive_history  # kept, not rerun
+    for method in ("naive", "ewc"):
+        assert resumed["methods"][method]["R"] == whole["methods"][method]["R"]
+        for f in ("history.jsonl", "predictions.jsonl"):
+            assert (run / "methods" / method / f).read_bytes() == (tmp_path / "whole" / "methods" / method / f
+                                                                    ).read_bytes(), (method, f)
+    assert resumed["ewc_average_acc"] == whole["ewc_average_acc"]
+    code, _, err = cli("ewc", "--resume", str(run))
+    assert code == 2 and "already completed" in err

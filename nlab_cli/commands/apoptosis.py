@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig, resume_config
+from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
 
 _C = ApoptosisConfig()
 _FIELDS = {f.name for f in fields(ApoptosisConfig)}
@@ -88,7 +88,10 @@ def apoptosis(
     if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
         given = {p for p in ctx.params  # options given on the command line, not left at their default
                  if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
-        config = execute(resume_config, str(resume), {k: values[k] for k in given & _FIELDS - {"resume"}})
+        from phases.core.runs import config_from_run
+
+        config = execute(config_from_run, str(resume), ApoptosisConfig,
+                         {k: values[k] for k in given & _FIELDS - {"resume"}})
     else:
         config = ApoptosisConfig(**values)
     execute(phase.run, config, json_out=json_out)

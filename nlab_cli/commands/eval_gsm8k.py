@@ -109,7 +109,9 @@ def eval_gsm8k(
 
     if resume:  # the run's saved options, with those given here on top (the phase refuses conflicting ones)
         overrides = {_field(p) for p in given} & _FIELDS - {"resume"}
-        config = execute(gsm8k.resume_config, resume, {k: values[k] for k in overrides})
+        from phases.core.runs import config_from_run
+
+        config = execute(config_from_run, resume, gsm8k.EvalConfig, {k: values[k] for k in overrides})
     else:
         config = EvalConfig(**values)
     execute(gsm8k.run, config, json_out=json_out)

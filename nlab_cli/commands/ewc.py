@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -18,6 +20,7 @@ def _opt(help: str, panel: str, *names: str, **kw):
 
 
 def ewc(
+    ctx: typer.Context,
     scenario: Annotated[str, _opt("permuted-digits, split-digits, shakespeare-wikitext, scan or moe-multitask.",
                                   _SCN)] = _C.scenario,
     method: Annotated[str, _opt("Comma-separated methods compared on identical data and seed: naive, ewc, l2, "
@@ -76,6 +79,10 @@ def ewc(
     data_dir: DataDir = None,
     out: Out = None,
     name: Name = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue this run folder after a kill or crash: methods that finished are kept, the others are "
+             "rerun from the start; options not given are the run's own, and only --device and --data-dir may "
+             "differ.", show_default=False)] = None,
     json_out: Json = False,
 ) -> None:
     """Learn tasks one after another and measure forgetting: naive fine-tuning, EWC, an L2 control, replay, a
@@ -92,4 +99,12 @@ def ewc(
         gate_bias=gate_bias, gate_penalty=gate_penalty, spike_window=spike_window, heatmap=heatmap,
         device=device, seed=seed, deterministic=deterministic, data_dir=str(data_dir) if data_dir else None,
         out=str(out) if out else None, name=name)
+    if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
+        from phases.core.runs import config_from_run
+
+        given = {"methods" if p == "method" else p for p in ctx.params
+                 if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        fields = set(asdict(config)) - {"resume"}
+        config = execute(config_from_run, str(resume), EwcConfig,
+                         {k: getattr(config, k) for k in given & fields})
     execute(phase.run, config, json_out=json_out)

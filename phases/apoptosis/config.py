@@ -4,11 +4,7 @@ neuron-turnover settings. Light to import: the CLI builds this."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, fields
-from pathlib import Path
-
-from phases.core.errors import InputError
+from dataclasses import dataclass
 
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
 FITNESSES = ("grad_activation", "activation", "weight_magnitude", "utility")
@@ -77,18 +73,3 @@ RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")
 
 def option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
-
-
-def resume_config(run_dir: str, given: dict) -> ApoptosisConfig:
-    """The saved options of the run in `run_dir`, with the options given on the command line on top (the phase
-    then refuses any given one that differs from the saved value, except RESUME_MAY_DIFFER)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
-                         "pass the folder a previous run printed as its run_dir") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
-    names = {f.name for f in fields(ApoptosisConfig)} - {"out", "name", "resume"}
-    return ApoptosisConfig(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})

@@ -9,6 +9,7 @@ can be resumed)."""
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import re
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 from importlib import metadata
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +252,18 @@ def load_run_dir(path: Path | str) -> dict:
     out["metrics"] = read_json(path / Run.METRICS, "metrics") if (path / Run.METRICS).is_file() else None
     return out
 
+
+def config_from_run(run_dir: str, config_cls, given: dict):
+    """`--resume RUN_DIR` without restating the run: its saved options (config.json) as `config_cls`, with the
+    options given on the command line on top; the phase then refuses any given one that differs from the saved
+    value. `out` and `name` are the run's own."""
+    path = Path(run_dir) / Run.CONFIG
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
+                         "pass the folder a previous run printed as its run_dir") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
+    names = {f.name for f in fields(config_cls)} - {"out", "name", "resume"}
+    return config_cls(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})

@@ -58,3 +58,8 @@ class EwcConfig:
     data_dir: str | None = None
     out: str | None = None
     name: str | None = None
+    resume: str | None = None  # a run folder to continue: its finished methods are kept, the others rerun
+
+
+# options a resumed run may change: where it runs and reads, not what it computes (--out/--name do not apply)
+RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir")

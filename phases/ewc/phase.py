@@ -3,14 +3,17 @@ every method on identical data and seed, compute the metrics once for all, and s
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
+from pathlib import Path
 
 from phases.core import render
 from phases.core.device import device_name, prepare
 from phases.core.errors import InputError
+from phases.core.jsonio import read_json, read_jsonl
 from phases.core.runs import Run, check_run_name
 from phases.ewc.config import (CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, MODELS,
-                               SCENARIOS, EwcConfig)
+                               RESUME_MAY_DIFFER, SCENARIOS, EwcConfig)
 
 PHASE = "ewc"
 
@@ -87,6 +90,40 @@ def _check_buffer(c: EwcConfig, methods: list[str], scn) -> None:
                          f"use --buffer-size {available} or less")
 
 
+RESULT = "result.json"  # per method: what a resumed run reuses instead of training the method again
+
+
+def _open_run(c: EwcConfig, cfg: dict) -> Run:
+    if c.resume is None:
+        return Run.create(PHASE, cfg, out=c.out, name=c.name)
+    run_ = Run.resume(c.resume, PHASE)
+    if run_.manifest["status"] == "completed":
+        raise InputError(f"--resume {run_.dir}: that run has already completed; its results are in "
+                         f"{run_.path(Run.METRICS)}", "nothing to resume: read them there, or start a new run")
+    changed = [k for k in cfg if k not in RESUME_MAY_DIFFER and run_.config.get(k) != cfg[k]]
+    if changed:
+        shown = ", ".join(f"--{k.replace('_', '-')} {cfg[k]!r} (the run's: {run_.config.get(k)!r})" for k in changed)
+        raise InputError(f"--resume {run_.dir}: a resumed run keeps its own options; these differ: {shown}",
+                         "leave them out (the run's own are used), or start a new run without --resume")
+    return run_
+
+
+def _result_record(r) -> dict:
+    return {"R": r.R, "loss_R": r.loss_R, "n": r.n, "extra": r.extra, "seconds": r.seconds}
+
+
+def _finished_method(folder: Path, scn, method: str):
+    """The result of a method a previous attempt finished, or None. Its history and predictions are read back
+    from the files it wrote, so the metrics of a resumed run are computed from exactly the same records."""
+    from phases.ewc.train import MethodResult
+
+    if not (folder / RESULT).is_file():
+        return None
+    saved = read_json(folder / RESULT)
+    return MethodResult(method, scn.stages(method), history=read_jsonl(folder / "history.jsonl"),
+                        items=read_jsonl(folder / "predictions.jsonl"), **saved)
+
+
 def run(config: EwcConfig) -> dict:
     from phases.ewc.report import build_metrics, render_summary, write_plots
     from phases.ewc.scenarios import build
@@ -96,20 +133,29 @@ def run(config: EwcConfig) -> dict:
     device = prepare(config.device, config.seed, config.deterministic)
     scn = build(config)  # loads and checks the data: a missing dataset is exit 2 before any folder exists
     _check_buffer(config, methods, scn)
-    cfg = {**asdict(config), "methods": methods, "steps_per_stage": config.steps or scn.steps,
+    cfg = {**asdict(config), "methods": ",".join(methods), "steps_per_stage": config.steps or scn.steps,
            "lr": config.lr or scn.lr}
-    with Run.create(PHASE, cfg, out=config.out, name=config.name) as run_:
+    with _open_run(config, cfg) as run_:
         run_.set_device(str(device), device_name(device))
         render.say(f"ewc: scenario {scn.name}, {len(scn.tasks)} tasks ({', '.join(t.name for t in scn.tasks)}), "
                    f"methods {', '.join(methods)}, {cfg['steps_per_stage']} steps per stage on {device}")
         results = []
         for m in methods:
+            folder = run_.dir / "methods" / m
+            done = _finished_method(folder, scn, m)
+            if done is not None:
+                render.say(f"{m}: finished before the run was interrupted; kept")
+                results.append(done)
+                continue
+            shutil.rmtree(folder, ignore_errors=True)  # an interrupted method restarts from scratch
             writer = run_.jsonl(f"methods/{m}/history.jsonl")
             results.append(train_method(scn, m, config, device, writer.write))
             writer.close()
             preds = run_.jsonl(f"methods/{m}/predictions.jsonl")
             preds.write_many(results[-1].items)
             preds.close()
+            # written last: its presence marks the method finished (history and predictions complete)
+            run_.write_json(f"methods/{m}/{RESULT}", _result_record(results[-1]))
         metrics = build_metrics(scn, results, config)
         if config.heatmap:
             metrics["heatmaps"] = write_plots(run_.dir, scn, results)

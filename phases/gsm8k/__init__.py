@@ -2,7 +2,7 @@
 server), with LoRA adapters, prompt presets as data, strict and flexible extraction, maj@k, perplexity of the
 gold solutions, and a comparison of two runs."""
 
-from phases.gsm8k.config import CompareConfig, EvalConfig, resume_config
+from phases.gsm8k.config import CompareConfig, EvalConfig
 
 
 def run(config: EvalConfig) -> dict:
@@ -17,4 +17,4 @@ def compare(config: CompareConfig) -> dict:
     return _run(config)
 
 
-__all__ = ["CompareConfig", "EvalConfig", "compare", "resume_config", "run"]
+__all__ = ["CompareConfig", "EvalConfig", "compare", "run"]

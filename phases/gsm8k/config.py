@@ -3,11 +3,7 @@ builds these (no torch, no transformers)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-
-from phases.core.errors import InputError
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -47,21 +43,6 @@ class EvalConfig:
 # Operational options that may change when a run is resumed: they do not change what is computed.
 RESUME_MAY_DIFFER = ("resume", "out", "name", "api_base", "api_key_env", "concurrency", "max_retries",
                      "retry_backoff", "request_timeout")
-
-
-def resume_config(run_dir: str, given: dict) -> EvalConfig:
-    """The saved options of the run in `run_dir`, with the options given on the command line on top (the phase
-    then refuses any that differ from the saved ones, except the operational ones)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
-                         "pass the folder a previous run printed as its run_dir") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
-    names = {f.name for f in fields(EvalConfig)}
-    return EvalConfig(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})
 
 
 @dataclass
