@@ -53,6 +53,12 @@ def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, **kwarg
     return result
 
 
+def given_options(ctx: typer.Context) -> set[str]:
+    """The parameters given on the command line, not left at their defaults (what a --resume may override)."""
+    return {p for p in ctx.params
+            if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 def bad_usage(message: str, hint: str | None = None) -> typer.Exit:
     """For checks made in the CLI layer itself: print and return the exit to raise."""
     _print_error(message, hint)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute, given_options
 from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
 
 _C = ApoptosisConfig()
@@ -86,12 +86,10 @@ def apoptosis(
     values.update(data_dir=str(data_dir) if data_dir else None, out=str(out) if out else None,
                   resume=str(resume) if resume else None)
     if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
-        given = {p for p in ctx.params  # options given on the command line, not left at their default
-                 if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
         from phases.core.runs import config_from_run
 
         config = execute(config_from_run, str(resume), ApoptosisConfig,
-                         {k: values[k] for k in given & _FIELDS - {"resume"}})
+                         {k: values[k] for k in given_options(ctx) & _FIELDS - {"resume"}})
     else:
         config = ApoptosisConfig(**values)
     execute(phase.run, config, json_out=json_out)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs
+from nlab_cli.common import (DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
+                             given_options)
 from phases.gsm8k.config import CompareConfig, EvalConfig
 
 _D = EvalConfig()
@@ -84,8 +85,7 @@ def eval_gsm8k(
     json_out: Json = False,
 ) -> None:
     """Evaluate a causal LM on GSM8K: batched, resumable, strict and flexible extraction, maj@k, perplexity."""
-    given = {p: v for p, v in ctx.params.items()  # options given on the command line (not left at their default)
-             if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    given = given_options(ctx)
     if compare is not None:
         extra = sorted(set(given) - _COMPARE_OPTIONS)
         if extra:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute, given_options
 from phases.ewc.config import EwcConfig
 
 _C = EwcConfig()
@@ -102,8 +102,7 @@ def ewc(
     if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
         from phases.core.runs import config_from_run
 
-        given = {"methods" if p == "method" else p for p in ctx.params
-                 if getattr(ctx.get_parameter_source(p), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+        given = {"methods" if p == "method" else p for p in given_options(ctx)}
         fields = set(asdict(config)) - {"resume"}
         config = execute(config_from_run, str(resume), EwcConfig,
                          {k: getattr(config, k) for k in given & fields})

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import Json, Name, Out, bad_usage, execute
+from nlab_cli.common import Json, Name, Out, bad_usage, execute, given_options
 from phases.sweep.config import CompareConfig, SweepConfig
 
 _S, _C = SweepConfig(phase=""), CompareConfig("", "")
@@ -35,19 +35,6 @@ def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
     except click.UsageError as e:
         raise bad_usage(f"options for {phase}: {e.format_message()}",
                         f"see `nlab {phase} --help`; put the phase's options after --") from None
-
-
-def _stored_config(sweep_dir: Path) -> dict:
-    """What `--resume SWEEP` alone repeats: the phase, its options and the seeds of the sweep's config.json."""
-    import json
-
-    path = sweep_dir / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-        return {k: cfg[k] for k in ("phase", "phase_args", "seeds", "seed_start", "seed_list")}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise bad_usage(f"--resume {sweep_dir}: cannot read the sweep's configuration from {path} "
-                        f"({type(e).__name__}: {e})", "pass a folder printed as run_dir by `nlab seed-sweep`") from None
 
 
 def seed_sweep(
@@ -93,18 +80,19 @@ def seed_sweep(
                                              mode if mode != _S.mode else None, threshold,
                                              str(out) if out else None, name), json_out=json_out)
         return
-    phase_args, seed_values = list(ctx.args), _int_list(seed_list, "--seed-list")
+    values = dict(phase=phase, phase_args=list(ctx.args), seeds=seeds, seed_start=seed_start,
+                  seed_list=_int_list(seed_list, "--seed-list"), workers=workers, launcher=launcher,
+                  ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus, slurm_partition=slurm_partition,
+                  timeout_min=timeout_min, select=select, report=report, mode=mode, top_k=top_k,
+                  resume=str(resume) if resume else None, out=str(out) if out else None, name=name)
     if phase is None and resume is not None:  # the sweep's phase, options and seeds come from its own config
-        stored = _stored_config(resume)
-        phase, phase_args, seeds = stored["phase"], list(stored["phase_args"]), stored["seeds"]
-        seed_start, seed_values = stored["seed_start"], stored["seed_list"]
-    if phase is None:
+        from phases.core.runs import config_from_run
+
+        given = (given_options(ctx) & set(values)) | ({"phase_args"} if ctx.args else set())
+        config = execute(config_from_run, str(resume), SweepConfig, {k: values[k] for k in given - {"resume"}})
+    elif phase is None:
         raise bad_usage("seed-sweep needs the phase to run", "e.g. nlab seed-sweep train-moe --seeds 5 -- --epochs 3")
-    _check_phase_args(ctx, phase, phase_args)
-    config = SweepConfig(phase=phase, phase_args=phase_args, seeds=seeds, seed_start=seed_start,
-                         seed_list=seed_values, workers=workers, launcher=launcher,
-                         ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
-                         slurm_partition=slurm_partition, timeout_min=timeout_min, select=select, report=report,
-                         mode=mode, top_k=top_k, resume=str(resume) if resume else None,
-                         out=str(out) if out else None, name=name)
+    else:
+        _check_phase_args(ctx, phase, values["phase_args"])
+        config = SweepConfig(**values)
     execute(sweep.run, config, json_out=json_out)

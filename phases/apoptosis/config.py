@@ -69,7 +69,3 @@ class ApoptosisConfig:
 
 # options a resumed run may change: where it runs and reads, not what it computes (--out/--name do not apply)
 RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")
-
-
-def option_name(field: str) -> str:
-    return "--" + field.replace("_", "-")

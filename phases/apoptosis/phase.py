@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from phases.apoptosis.config import (CROSSOVERS, FITNESSES, RESUME_MAY_DIFFER, STRATEGIES, ApoptosisConfig,
-                                     option_name)
+from phases.apoptosis.config import CROSSOVERS, FITNESSES, RESUME_MAY_DIFFER, STRATEGIES, ApoptosisConfig
 from phases.core import data, render
 from phases.core.errors import InputError
 from phases.core.runs import Run, check_run_name
@@ -85,15 +84,8 @@ def _open_run(c: ApoptosisConfig, cfg: dict) -> tuple[Run, dict | None]:
     from phases.core.checkpoint import load_checkpoint
 
     run_ = Run.resume(c.resume, PHASE)
-    if run_.manifest["status"] == "completed":
-        metrics = run_.path(Run.METRICS)
-        raise InputError(f"--resume {run_.dir}: that run has already completed; its results are in {metrics}",
-                         "nothing to resume: read them there, or start a new run to train longer")
-    changed = [k for k in asdict(c) if k not in RESUME_MAY_DIFFER and run_.config.get(k) != cfg[k]]
-    if changed:
-        shown = ", ".join(f"{option_name(k)} {cfg[k]!r} (the run's: {run_.config.get(k)!r})" for k in changed)
-        raise InputError(f"--resume {run_.dir}: a resumed run keeps its own options; these differ: {shown}",
-                         "leave them out (options not given are taken from the run), or start a new run")
+    run_.check_unfinished()
+    run_.check_same_options({k: cfg[k] for k in asdict(c)}, RESUME_MAY_DIFFER)
     run_.check_same_config(cfg, may_differ=RESUME_MAY_DIFFER)  # the data the run was started on
     path = run_.checkpoint_dir / CHECKPOINT
     if not path.is_file():

@@ -148,6 +148,22 @@ class Run:
             {"time": _now(), "argv": list(sys.argv if argv is None else argv), "previous_status": manifest["status"]})
         return cls(phase, run_dir, manifest, config)
 
+    def check_unfinished(self) -> None:
+        """A completed run has nothing to resume."""
+        if self.manifest["status"] == "completed":
+            raise InputError(f"--resume {self.dir}: that run has already completed; its results are in "
+                             f"{self.path(self.METRICS)}", "nothing to resume: read them there, or start a new run")
+
+    def check_same_options(self, options: dict, may_differ: tuple[str, ...] = ()) -> None:
+        """For a run resumed from its own saved options (`config_from_run`): refuse, naming them as command-line
+        options, any given on the command line with another value than the run's."""
+        changed = [k for k in options if k not in may_differ and self.config.get(k) != options[k]]
+        if changed:
+            shown = ", ".join(f"--{k.replace('_', '-')} {options[k]!r} (the run's: {self.config.get(k)!r})"
+                              for k in changed)
+            raise InputError(f"--resume {self.dir}: a resumed run keeps its own options; these differ: {shown}",
+                             "leave them out (options not given are taken from the run), or start a new run")
+
     def check_same_config(self, new_config: dict, may_differ: tuple[str, ...] = ()) -> None:
         """Resume only what was started: every option outside `may_differ` must match the saved config."""
         diffs = [k for k in sorted(set(self.config) | set(new_config))

@@ -97,14 +97,8 @@ def _open_run(c: EwcConfig, cfg: dict) -> Run:
     if c.resume is None:
         return Run.create(PHASE, cfg, out=c.out, name=c.name)
     run_ = Run.resume(c.resume, PHASE)
-    if run_.manifest["status"] == "completed":
-        raise InputError(f"--resume {run_.dir}: that run has already completed; its results are in "
-                         f"{run_.path(Run.METRICS)}", "nothing to resume: read them there, or start a new run")
-    changed = [k for k in cfg if k not in RESUME_MAY_DIFFER and run_.config.get(k) != cfg[k]]
-    if changed:
-        shown = ", ".join(f"--{k.replace('_', '-')} {cfg[k]!r} (the run's: {run_.config.get(k)!r})" for k in changed)
-        raise InputError(f"--resume {run_.dir}: a resumed run keeps its own options; these differ: {shown}",
-                         "leave them out (the run's own are used), or start a new run without --resume")
+    run_.check_unfinished()
+    run_.check_same_options(cfg, RESUME_MAY_DIFFER)
     return run_
 
 

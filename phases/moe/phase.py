@@ -44,8 +44,7 @@ def _open_run(c: TrainMoEConfig, cfg: dict) -> tuple[Run, dict | None]:
         return Run.create(PHASE, cfg, out=c.out, name=c.name), None
     run = Run.resume(c.resume, PHASE)
     run.check_same_config(cfg, may_differ=MAY_DIFFER)
-    if run.manifest["status"] == "completed":
-        raise InputError(f"--resume {run.dir}: that run has already completed", "start a new run instead")
+    run.check_unfinished()
     path = run.checkpoint_dir / CHECKPOINT
     if not path.is_file():
         raise InputError(f"--resume {run.dir}: no checkpoint ({path}); the run stopped before its first epoch ended",
