@@ -22,7 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from phases.core import paths
+from phases.core import paths, provenance
 from phases.core.errors import InputError, NlabError
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
@@ -122,6 +122,7 @@ class Run:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "versions": {p: _version(p) for p in ("nlab", "torch", "transformers", "peft", "numpy")},
+            "environment": provenance.environment(),
             "device": config.get("device"),
             "git": _git_commit(),
             "resumes": [],
@@ -145,7 +146,8 @@ class Run:
                              f"resume it with `nlab {manifest.get('phase')}`, or start a new {phase} run")
         config = read_json(run_dir / cls.CONFIG, "config")
         manifest.setdefault("resumes", []).append(
-            {"time": _now(), "argv": list(sys.argv if argv is None else argv), "previous_status": manifest["status"]})
+            {"time": _now(), "argv": list(sys.argv if argv is None else argv), "previous_status": manifest["status"],
+             "host": socket.gethostname(), "environment": provenance.environment()})
         return cls(phase, run_dir, manifest, config)
 
     def check_unfinished(self) -> None:
@@ -216,6 +218,12 @@ class Run:
     def set_device(self, device: str, device_name: str | None = None) -> None:
         self.manifest["device"] = device
         self.manifest["device_name"] = device_name
+        # torch is loaded by now: the instruction set its CPU kernels dispatch to completes the record
+        env = provenance.environment()
+        if self.manifest.get("resumes"):
+            self.manifest["resumes"][-1]["environment"] = env
+        else:
+            self.manifest["environment"] = env
         self._save_manifest()
 
     def _save_manifest(self) -> None:

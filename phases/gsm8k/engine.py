@@ -102,7 +102,7 @@ class _Batch:
         self.last_pos = self.last_pos + 1
         ids = torch.tensor(self.next, device=self.model.device).unsqueeze(1)
         return self.model(input_ids=ids, attention_mask=self.mask, position_ids=self.last_pos.unsqueeze(1),
-                          past_key_values=self.cache, use_cache=True).logits[:, -1]
+                          cache=self.cache, use_cache=True).logits[:, -1]
 
 
 @torch.inference_mode()
@@ -152,7 +152,7 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eo
         """Prefill prompt i alone, pick its first tokens, and let its unfinished rows join the batch."""
         cache = DynamicCache(config=model.config)
         ids = torch.tensor([list(prompts[i])], device=model.device)
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         if copies > 1:
             cache.batch_repeat_interleave(copies)
             logits = logits.repeat_interleave(copies, 0)
