@@ -9,7 +9,9 @@ can be resumed)."""
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
+import os
 import platform
 import re
 import signal
@@ -111,8 +113,8 @@ class Run:
         manifest = {
             "phase": phase,
             "run_id": run_dir.name,
-            "run_dir": str(run_dir),
-            "checkpoint_dir": str(ckpt_dir),
+            # relative to the run folder, or None for a default run (found again through phase and run id)
+            "checkpoint_dir": "checkpoints" if out is not None else None,
             "argv": list(sys.argv if argv is None else argv),
             "start_time": _now(),
             "end_time": None,
@@ -128,6 +130,7 @@ class Run:
             "resumes": [],
         }
         run = cls(phase, run_dir, manifest, dict(config))
+        run._lock()
         atomic_write_json(run_dir / cls.CONFIG, run.config)
         run._save_manifest()
         return run
@@ -145,14 +148,49 @@ class Run:
             raise InputError(f"--resume {run_dir}: that folder is a {manifest.get('phase')!r} run, not {phase!r}",
                              f"resume it with `nlab {manifest.get('phase')}`, or start a new {phase} run")
         config = read_json(run_dir / cls.CONFIG, "config")
+        run = cls(phase, run_dir, manifest, config)
+        run._lock()
         manifest.setdefault("resumes", []).append(
             {"time": _now(), "argv": list(sys.argv if argv is None else argv), "previous_status": manifest["status"],
              "host": socket.gethostname(), "environment": provenance.environment()})
-        return cls(phase, run_dir, manifest, config)
+        return run
+
+    LOCK = "run.lock"
+
+    def _lock(self) -> None:
+        """One writer per run folder: an OS lock on `run.lock`, released by the OS when the process dies (so a
+        `kill -9` leaves nothing stale). The holder's PID is written into the file for the refusal message."""
+        fd = os.open(self.dir / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise InputError(f"{self.dir}: another nlab process (PID {holder}) is writing this run folder",
+                             "wait for it to finish (or stop it), then --resume the run") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def __del__(self):
+        self._unlock()
+
+    def remove_temporaries(self) -> None:
+        """Temporary files of atomic writes that a killed process left behind (`.NAME.*.tmp`)."""
+        for folder in (self.dir, self.checkpoint_dir):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
 
     def check_unfinished(self) -> None:
         """A completed run has nothing to resume."""
         if self.manifest["status"] == "completed":
+            self._unlock()  # refused before any work: let the next attempt in
             raise InputError(f"--resume {self.dir}: that run has already completed; its results are in "
                              f"{self.path(self.METRICS)}", "nothing to resume: read them there, or start a new run")
 
@@ -163,6 +201,7 @@ class Run:
         if changed:
             shown = ", ".join(f"--{k.replace('_', '-')} {options[k]!r} (the run's: {self.config.get(k)!r})"
                               for k in changed)
+            self._unlock()  # refused before any work: let the next attempt in
             raise InputError(f"--resume {self.dir}: a resumed run keeps its own options; these differ: {shown}",
                              "leave them out (options not given are taken from the run), or start a new run")
 
@@ -172,6 +211,7 @@ class Run:
                  if k not in may_differ and self.config.get(k) != new_config.get(k)]
         if diffs:
             shown = "; ".join(f"{k}: saved {self.config.get(k)!r}, now {new_config.get(k)!r}" for k in diffs[:6])
+            self._unlock()  # refused before any work: let the next attempt in
             raise InputError(f"--resume {self.dir}: that run was started with another configuration ({shown})",
                              "resume with the run's own options, or start a new run")
 
@@ -182,7 +222,13 @@ class Run:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return Path(self.manifest["checkpoint_dir"])
+        recorded = self.manifest.get("checkpoint_dir")
+        if recorded is None or Path(recorded).is_absolute():
+            # a default run's weights live under checkpoints/<phase>/<run_id>; an absolute path (folders written
+            # before paths were relative) is not trusted, so a copied folder never touches the original's files
+            return (self.dir / "checkpoints" if recorded is not None and Path(recorded).name == "checkpoints"
+                    else paths.checkpoints_dir() / self.phase / self.run_id)
+        return self.dir / recorded
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -239,6 +285,7 @@ class Run:
         raise Interrupted(f"terminated by signal {signum}")
 
     def __enter__(self) -> "Run":
+        self.remove_temporaries()
         self.manifest.update(status="running", exit_reason=None, end_time=None)
         self._save_manifest()
         if threading.current_thread() is threading.main_thread():
@@ -262,6 +309,8 @@ class Run:
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
         self.manifest.update(status=status, exit_reason=reason, end_time=_now())
         self._save_manifest()
+        self.remove_temporaries()
+        self._unlock()
         return False
 
 
