@@ -13,18 +13,24 @@ TORCH=$(sed -n 's/^torch==//p' ../constraints.txt)
 # Where the CPU wheel of torch is found: pip's find-links on machines that keep it on disk, else PyTorch's CPU index.
 TORCH_FIND_LINKS=${TORCH_FIND_LINKS:-$(pip config get global.find-links 2>/dev/null || echo https://download.pytorch.org/whl/cpu/torch/)}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# Replace a lock only when its content changed: make rebuilds .venv (and llama.cpp) from the locks' timestamps.
+keep() { cmp -s "$tmp/$1" "$1" || mv "$tmp/$1" "$1"; }
 echo "torch==$TORCH+cpu" > "$tmp/torch-cpu.txt"
 common=(--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet
         --find-links "$TORCH_FIND_LINKS" --constraint "$tmp/torch-cpu.txt"
         --custom-compile-command "make lock")
 "$UV" pip compile ../pyproject.toml --extra test --extra distributed --extra llamacpp "${common[@]}" \
-  --no-emit-package torch --no-emit-package llama-cpp-python -o test.txt
+  --no-emit-package torch --no-emit-package llama-cpp-python -o "$tmp/test.txt"
+keep test.txt
 # The default install, constrained by the test lock so that every package it shares with it has the same pin.
-"$UV" pip compile ../pyproject.toml "${common[@]}" --constraint test.txt --no-emit-package torch -o default.txt
+"$UV" pip compile ../pyproject.toml "${common[@]}" --constraint test.txt --no-emit-package torch -o "$tmp/default.txt"
+keep default.txt
 # The llama-cpp-python release the test lock resolved, as a source distribution with its hash.
 llama=$("$UV" pip compile ../pyproject.toml --extra llamacpp "${common[@]}" --no-header --no-annotate \
         --constraint test.txt | sed -n 's/^\(llama-cpp-python==[^ ]*\).*/\1/p')
 echo "$llama" > "$tmp/llamacpp.in"
-"$UV" pip compile "$tmp/llamacpp.in" --no-deps "${common[@]}" --no-annotate --no-binary llama-cpp-python -o llamacpp-source.txt
-"$UV" pip compile build-llamacpp.in "${common[@]}" -o build-llamacpp.txt
+"$UV" pip compile "$tmp/llamacpp.in" --no-deps "${common[@]}" --no-annotate --no-binary llama-cpp-python -o "$tmp/llamacpp-source.txt"
+keep llamacpp-source.txt
+"$UV" pip compile build-llamacpp.in "${common[@]}" -o "$tmp/build-llamacpp.txt"
+keep build-llamacpp.txt
 echo "locked: default.txt test.txt llamacpp-source.txt build-llamacpp.txt ($llama, torch $TORCH)"
