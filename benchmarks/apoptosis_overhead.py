@@ -28,7 +28,7 @@ from phases.apoptosis.config import STRATEGIES, ApoptosisConfig  # noqa: E402
 from phases.apoptosis.train import Learner  # noqa: E402
 from phases.core import charlm, data  # noqa: E402
 from phases.core.device import set_threads  # noqa: E402
-from phases.core.optim import warmup_cosine_lr  # noqa: E402
+from phases.core.training import Schedule  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
                 if step and step % args.interval == 0 and learner.turnover is not None:
                     event_ms[s].append(learner.event(step, *last[s])["time_ms"])
                 last[s] = charlm.get_batch(train, base.block_size, base.batch_size, cpu, batches[s])
-                lr = warmup_cosine_lr(step, base.lr, base.min_lr, base.warmup_iters, base.max_iters)
+                lr = Schedule(base.lr, base.min_lr, base.warmup_iters, base.max_iters).at(step)
                 t0 = time.perf_counter()
                 learner.step(*last[s], lr, step)
                 step_ms[s].append(1000 * (time.perf_counter() - t0))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from nlab_cli import __version__
-from nlab_cli.commands import analyze_history, apoptosis, ensemble_vote, eval_gsm8k, ewc, seed_sweep, train_moe
+from phases import registry
 
 app = typer.Typer(
     name="nlab",
@@ -36,15 +36,11 @@ def root(
     """nlab: a command-line research lab for neural-network experiments."""
 
 
-# Registration order is the order of `nlab --help`: the phases, then the tools that read their runs.
-app.command("train-moe")(train_moe.train_moe)
-app.command("apoptosis")(apoptosis.apoptosis)
-app.command("ewc")(ewc.ewc)
-app.command("eval-gsm8k")(eval_gsm8k.eval_gsm8k)
-app.command("seed-sweep", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-    seed_sweep.seed_sweep)
-app.command("ensemble-vote")(ensemble_vote.ensemble_vote)
-app.command("analyze-history")(analyze_history.analyze_history)
+# Every command from the phase registry, in its order (the order of `nlab --help`): the phases, then the tools
+# that read their runs.
+for _phase in registry.PHASES:
+    _settings = {"allow_extra_args": True, "ignore_unknown_options": True} if _phase.extra_args else None
+    app.command(_phase.command, context_settings=_settings)(_phase.load("cli"))
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ def test_out_folder_and_resume_checks(nlab_home, tmp_path):
         Run.resume(tmp_path, "demo")
     run = Run.resume(out, "demo")
     run.check_same_config({"lr": 0.1})
-    with pytest.raises(InputError, match="lr: saved 0.1, now 0.2"):
+    with pytest.raises(InputError, match=r"--lr 0.2 \(the run.s: 0.1\)"):
         run.check_same_config({"lr": 0.2})
     run.check_same_config({"lr": 0.1, "epochs": 5}, may_differ=("epochs",))
     with run:
@@ -183,13 +183,14 @@ def test_device_resolution():
 def test_schedule_optimizer_and_divergence():
     import torch
 
-    from phases.core.optim import build_optimizer, check_finite, warmup_cosine_lr
+    from phases.core.training import Schedule, build_optimizer, check_finite
 
-    assert warmup_cosine_lr(0, 1e-3, 1e-4, 100, 2000) == pytest.approx(1e-3 / 101)
-    assert warmup_cosine_lr(100, 1e-3, 1e-4, 100, 2000) == pytest.approx(1e-3)
-    assert warmup_cosine_lr(1050, 1e-3, 1e-4, 100, 2000) == pytest.approx(1e-4 + 0.5 * 9e-4)
-    assert warmup_cosine_lr(2000, 1e-3, 1e-4, 100, 2000) == pytest.approx(1e-4)
-    assert warmup_cosine_lr(5000, 1e-3, 1e-4, 100, 2000) == 1e-4
+    schedule = Schedule(1e-3, 1e-4, 100, 2000)
+    assert schedule.at(0) == pytest.approx(1e-3 / 101)
+    assert schedule.at(100) == pytest.approx(1e-3)
+    assert schedule.at(1050) == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert schedule.at(2000) == pytest.approx(1e-4)
+    assert schedule.at(5000) == 1e-4
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     opt = build_optimizer(model.named_parameters(), "sgd", 0.1, weight_decay=5e-4)
     assert [g["weight_decay"] for g in opt.param_groups] == [5e-4, 0.0]

@@ -133,9 +133,12 @@ def test_digits_run_metrics_predictions_history(cli, nlab_home):
     assert all(p["prediction"] == int(np.argmax(p["probs"])) for p in preds)
     assert sum(p["oracle_correct"] for p in preds) / 360 == pytest.approx(m["test_oracle_acc"])
     hist = read_jsonl(run / "history.jsonl")
-    assert [(h["epoch"], h["split"]) for h in hist] == [(e, s) for e in (1, 2, 3, 4) for s in ("train", "val", "test")]
+    # per epoch: training and validation only; the test split is evaluated once, on the epoch chosen on validation
+    assert [(h["epoch"], h["split"]) for h in hist] == [(e, s) for e in (1, 2, 3, 4) for s in ("train", "val")]
     assert {"loss", "task_loss", "balance_loss", "z_loss", "acc", "lr", "utilisation"} <= set(hist[0])
-    assert hist[-1]["acc"] == m["test_acc"] and hist[-2]["acc"] == m["val_acc"]
+    val = [h["acc"] for h in hist if h["split"] == "val"]
+    assert m["select"] == "best-val" and m["selected_epoch"] == m["best_val_epoch"] == 1 + val.index(max(val))
+    assert m["val_acc"] == max(val) == m["best_val_acc"]  # the chosen epoch's weights, evaluated again
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "completed"
     assert (nlab_home / "checkpoints" / "train-moe" / run.name / "last.pt").is_file()
@@ -168,8 +171,7 @@ def test_multitask_masks_keep_tasks_apart(cli):
         allowed = range(0, 6) if p["task"] == "digits" else range(6, 12)
         assert p["id"].startswith(p["task"] + ":") and all(e in allowed for e in p["experts"])
     hist = read_jsonl(Path(m["run_dir"]) / "history.jsonl")
-    assert {(h["split"], h.get("task")) for h in hist} == {("train", None), ("val", "digits"), ("val", "sst2"),
-                                                          ("test", "digits"), ("test", "sst2")}
+    assert {(h["split"], h.get("task")) for h in hist} == {("train", None), ("val", "digits"), ("val", "sst2")}
 
 
 def test_sst2_vocabulary_from_training_part_only():
@@ -208,7 +210,7 @@ def test_nonfinite_loss_fails_then_resume_matches_uninterrupted(cli, monkeypatch
     assert {h["epoch"] for h in read_jsonl(run_dir / "history.jsonl")} == {1}
 
     monkeypatch.setattr(moe_train, "training_loss", real)
-    resumed = train(cli, *args, "--resume", str(run_dir))
+    resumed = train(cli, "--resume", str(run_dir))  # the run's own options
     assert resumed["run_dir"] == str(run_dir)
     for key in ("test_acc", "val_acc", "test_loss", "train_loss", "test_oracle_acc", "test_utilisation", "steps"):
         assert resumed[key] == whole[key], key
@@ -219,6 +221,39 @@ def test_nonfinite_loss_fails_then_resume_matches_uninterrupted(cli, monkeypatch
     assert manifest["status"] == "completed" and manifest["resumes"][0]["previous_status"] == "failed"
     code, _, err = cli("train-moe", *args, "--resume", str(run_dir))
     assert code == 2 and "already completed" in err
+
+
+def test_select_last_reports_the_last_epoch(cli):
+    m = train(cli, *QUICK, "--select", "last")
+    assert m["select"] == "last" and m["selected_epoch"] == 4
+
+
+def test_killed_run_resumes_alone_to_the_uninterrupted_result(cli, tmp_path):
+    """kill -9 after the first epoch's checkpoint; `--resume RUN` alone (the run's own options) ends exactly where
+    an uninterrupted run ends: metrics, history and predictions."""
+    import subprocess
+    import time
+
+    from conftest import nlab_executable
+
+    args = ["train-moe", "--epochs", "4", "--train-limit", "300", "--batch-size", "32", "--deterministic",
+            "--device", "cpu"]
+    whole = train(cli, *args[1:], "--out", str(tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([nlab_executable(), *args, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (killed / "checkpoints" / "last.pt").exists():
+        time.sleep(0.01)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -9, err
+    assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
+    resumed = train(cli, "--resume", str(killed))
+    for key in ("test_acc", "val_acc", "test_loss", "train_loss", "selected_epoch", "steps", "test_utilisation"):
+        assert resumed[key] == whole[key], key
+    assert read_jsonl(killed / "history.jsonl") == read_jsonl(tmp_path / "whole" / "history.jsonl")
+    assert read_jsonl(killed / "predictions.jsonl") == read_jsonl(tmp_path / "whole" / "predictions.jsonl")
 
 
 # --- CIFAR-format files ------------------------------------------------------------------------------------------
@@ -329,6 +364,6 @@ def test_installed_nlab_pipes_into_analyze_history(nlab):
     piped = nlab("analyze-history", "-", "--no-plot", "--json", input=first.stdout)
     assert piped.returncode == 0, piped.stderr
     analysis = json.loads(piped.stdout)
-    assert analysis["n_runs"] == 1 and analysis["runs"][0]["n_points"] == 6
+    assert analysis["n_runs"] == 1 and analysis["runs"][0]["n_points"] == 4  # train and val, per epoch
     assert "routing diagnostics" not in first.stdout and "oracle accuracy" in first.stderr
     assert Path(m["run_dir"]).is_dir()

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute, given_options
+from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.options import build_config
 from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
 
 _C = ApoptosisConfig()
-_FIELDS = {f.name for f in fields(ApoptosisConfig)}
 _MODEL, _OPT, _TURN = "Model and data", "Optimisation (nanoGPT's names)", "Neuron turnover"
 
 
@@ -82,14 +81,4 @@ def apoptosis(
     steps; record every event and its loss spike, neuron ages and lineage, and the held-out loss."""
     from phases import apoptosis as phase
 
-    values = {k: v for k, v in locals().items() if k in _FIELDS}
-    values.update(data_dir=str(data_dir) if data_dir else None, out=str(out) if out else None,
-                  resume=str(resume) if resume else None)
-    if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
-        from phases.core.runs import config_from_run
-
-        config = execute(config_from_run, str(resume), ApoptosisConfig,
-                         {k: values[k] for k in given_options(ctx) & _FIELDS - {"resume"}})
-    else:
-        config = ApoptosisConfig(**values)
-    execute(phase.run, config, json_out=json_out)
+    execute(phase.run, build_config(ctx, ApoptosisConfig), json_out=json_out)

@@ -3,23 +3,17 @@ compares two such runs."""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Annotated, Optional
 
 import typer
 
 from nlab_cli.common import (DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
                              given_options)
+from nlab_cli.options import build_config
 from phases.gsm8k.config import CompareConfig, EvalConfig
 
 _D = EvalConfig()
-_FIELDS = {f.name for f in fields(EvalConfig)}
 _COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out"}
-
-
-def _field(param: str) -> str:
-    """The EvalConfig field of a command-line parameter."""
-    return "adapters" if param == "adapter" else param
 
 
 def _opt(help: str, *names: str, **kw) -> typer.Option:
@@ -102,16 +96,7 @@ def eval_gsm8k(
                                str(out) if out else None, name)
         execute(gsm8k.compare, config, json_out=json_out)
         return
-    values = {_field(p): v for p, v in ctx.params.items() if _field(p) in _FIELDS}
-    values.update(adapters=list(adapter or []), out=str(out) if out else None,
-                  data_dir=str(data_dir) if data_dir else None)
     from phases import gsm8k
 
-    if resume:  # the run's saved options, with those given here on top (the phase refuses conflicting ones)
-        overrides = {_field(p) for p in given} & _FIELDS - {"resume"}
-        from phases.core.runs import config_from_run
-
-        config = execute(config_from_run, resume, gsm8k.EvalConfig, {k: values[k] for k in overrides})
-    else:
-        config = EvalConfig(**values)
+    config = build_config(ctx, EvalConfig, renamed={"adapter": "adapters"}, adapter=list(adapter or []))
     execute(gsm8k.run, config, json_out=json_out)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute, given_options
+from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.options import build_config
 from phases.ewc.config import EwcConfig
 
 _C = EwcConfig()
@@ -89,21 +89,5 @@ def ewc(
     mixed curriculum and a gated modification layer, compared on identical data and seed in one table."""
     from phases import ewc as phase
 
-    config = EwcConfig(
-        scenario=scenario, methods=method, tasks_count=tasks_count, heads=heads, moe_tasks=moe_tasks,
-        train_limit=train_limit, eval_limit=eval_limit, scan_max_actions=scan_max_actions, model=model,
-        hidden=hidden, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, steps=steps,
-        batch_size=batch_size, lr=lr, eval_interval=eval_interval, log_interval=log_interval,
-        ewc_lambda=ewc_lambda, ewc_mode=ewc_mode, gamma=gamma, fisher=fisher, fisher_samples=fisher_samples,
-        fisher_batch=fisher_batch, buffer_size=buffer_size, replay_batch=replay_batch, mix=mix,
-        gate_bias=gate_bias, gate_penalty=gate_penalty, spike_window=spike_window, heatmap=heatmap,
-        device=device, seed=seed, deterministic=deterministic, data_dir=str(data_dir) if data_dir else None,
-        out=str(out) if out else None, name=name)
-    if resume:  # the run's saved options, with those given here on top (the phase refuses any that differ)
-        from phases.core.runs import config_from_run
-
-        given = {"methods" if p == "method" else p for p in given_options(ctx)}
-        fields = set(asdict(config)) - {"resume"}
-        config = execute(config_from_run, str(resume), EwcConfig,
-                         {k: getattr(config, k) for k in given & fields})
+    config = build_config(ctx, EwcConfig, renamed={"method": "methods"})
     execute(phase.run, config, json_out=json_out)

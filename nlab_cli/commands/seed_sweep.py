@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import Json, Name, Out, bad_usage, execute, given_options
+from nlab_cli.common import Json, Name, Out, bad_usage, execute
+from nlab_cli.options import build_config
 from phases.sweep.config import CompareConfig, SweepConfig
 
 _S, _C = SweepConfig(phase=""), CompareConfig("", "")
@@ -80,19 +81,11 @@ def seed_sweep(
                                              mode if mode != _S.mode else None, threshold,
                                              str(out) if out else None, name), json_out=json_out)
         return
-    values = dict(phase=phase, phase_args=list(ctx.args), seeds=seeds, seed_start=seed_start,
-                  seed_list=_int_list(seed_list, "--seed-list"), workers=workers, launcher=launcher,
-                  ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus, slurm_partition=slurm_partition,
-                  timeout_min=timeout_min, select=select, report=report, mode=mode, top_k=top_k,
-                  resume=str(resume) if resume else None, out=str(out) if out else None, name=name)
-    if phase is None and resume is not None:  # the sweep's phase, options and seeds come from its own config
-        from phases.core.runs import config_from_run
-
-        given = (given_options(ctx) & set(values)) | ({"phase_args"} if ctx.args else set())
-        config = execute(config_from_run, str(resume), SweepConfig, {k: values[k] for k in given - {"resume"}})
-    elif phase is None:
+    if phase is None and resume is None:
         raise bad_usage("seed-sweep needs the phase to run", "e.g. nlab seed-sweep train-moe --seeds 5 -- --epochs 3")
-    else:
-        _check_phase_args(ctx, phase, values["phase_args"])
-        config = SweepConfig(**values)
+    if phase is not None:
+        _check_phase_args(ctx, phase, list(ctx.args))
+    # with --resume alone, the sweep's phase, options and seeds come from its own config
+    config = build_config(ctx, SweepConfig, also_given=frozenset({"phase_args"} if ctx.args else ()),
+                          phase_args=list(ctx.args), seed_list=_int_list(seed_list, "--seed-list"))
     execute(sweep.run, config, json_out=json_out)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.options import build_config
 from phases.moe.config import TrainMoEConfig
 
 _C = TrainMoEConfig()
@@ -19,6 +20,7 @@ def _opt(help: str, panel: str, **kw):
 
 
 def train_moe(
+    ctx: typer.Context,
     dataset: Annotated[str, _opt("digits (embedded), sst2, cifar10 or cifar100.", _DATA)] = _C.dataset,
     tasks: Annotated[Optional[str], _opt("Several datasets trained together, e.g. digits,sst2 (a head per task, "
                                          "task-conditioned gating); overrides --dataset.", _DATA,
@@ -68,9 +70,13 @@ def train_moe(
     warmup_epochs: Annotated[float, _opt("Linear learning-rate warmup, in epochs.", _TRAIN)] = _C.warmup_epochs,
     grad_clip: Annotated[float, _opt("Clip the gradient norm to this (0: off).", _TRAIN)] = _C.grad_clip,
     eval_batch_size: Annotated[int, _opt("Batch size of evaluation.", _TRAIN)] = _C.eval_batch_size,
+    select: Annotated[str, _opt("The epoch whose weights are reported on test: best-val (the best validation "
+                                "accuracy) or last.", _TRAIN)] = _C.select,
     compile: Annotated[bool, _opt("torch.compile the backbones.", _TRAIN)] = _C.compile,
-    resume: Annotated[Optional[Path], _opt("Continue this run folder from its last epoch checkpoint (same "
-                                           "options).", _TRAIN, show_default=False)] = None,
+    resume: Annotated[Optional[Path], _opt("Continue this run folder from its last epoch checkpoint, exactly; "
+                                           "options not given are taken from the run; only --device, --data-dir, "
+                                           "--compile and --eval-batch-size may differ from it.", _TRAIN,
+                                           show_default=False)] = None,
     device: Device = _C.device,
     seed: Seed = _C.seed,
     deterministic: Deterministic = _C.deterministic,
@@ -82,14 +88,5 @@ def train_moe(
     """Train a classifier whose head is a mixture of experts, and report accuracy with routing diagnostics."""
     from phases import moe
 
-    config = TrainMoEConfig(
-        dataset=dataset, tasks=tasks, val_fraction=val_fraction, train_limit=train_limit,
-        data_dir=str(data_dir) if data_dir else None, experts=experts, top_k=top_k, router=router,
-        router_hidden=router_hidden, d_model=d_model, expert_hidden=expert_hidden, width=width, dropout=dropout,
-        capacity_factor=capacity_factor, task_masks=task_masks, mask_layout=mask_layout, strategy=strategy,
-        assignment=assignment, route_weight=route_weight, phase1_epochs=phase1_epochs, balance_coef=balance_coef,
-        z_coef=z_coef, optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-        label_smoothing=label_smoothing, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup_epochs,
-        grad_clip=grad_clip, eval_batch_size=eval_batch_size, device=device, seed=seed, deterministic=deterministic,
-        compile=compile, out=str(out) if out else None, name=name, resume=str(resume) if resume else None)
+    config = build_config(ctx, TrainMoEConfig)
     execute(moe.run, config, json_out=json_out)

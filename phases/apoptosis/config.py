@@ -5,6 +5,7 @@ neuron-turnover settings. Light to import: the CLI builds this."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
 FITNESSES = ("grad_activation", "activation", "weight_magnitude", "utility")
@@ -61,11 +62,11 @@ class ApoptosisConfig:
     name: str | None = None
     resume: str | None = None  # a run folder to continue from its last checkpoint (the run's own options)
 
+    # what a resumed run may change: where it runs and reads, not what it computes
+    resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "compile")
+
     @property
     def growth_limit(self) -> int:
         """The widest an MLP may grow: --max-width, else twice the initial width (4 x n_embd)."""
         return self.max_width or 8 * self.n_embd
 
-
-# options a resumed run may change: where it runs and reads, not what it computes (--out/--name do not apply)
-RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "compile")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, RESUME_MAY_DIFFER, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
 from phases.core import data, render
 from phases.core.errors import InputError
 from phases.core.runs import Run, check_run_name
@@ -76,24 +76,6 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
     return c
 
 
-def _open_run(c: ApoptosisConfig, cfg: dict) -> tuple[Run, dict | None]:
-    """A new run folder, or (--resume) the folder of an unfinished run of the same options and its checkpoint."""
-    if c.resume is None:
-        return Run.create(PHASE, cfg, out=c.out, name=c.name), None
-    from phases.apoptosis.train import CHECKPOINT
-    from phases.core.checkpoint import load_checkpoint
-
-    run_ = Run.resume(c.resume, PHASE)
-    run_.check_unfinished()
-    run_.check_same_options({k: cfg[k] for k in asdict(c)}, RESUME_MAY_DIFFER)
-    run_.check_same_config(cfg, may_differ=RESUME_MAY_DIFFER)  # the data the run was started on
-    path = run_.checkpoint_dir / CHECKPOINT
-    if not path.is_file():
-        raise InputError(f"--resume {run_.dir}: no checkpoint ({path}); the run stopped before its first evaluation",
-                         "start a new run with the same options")
-    return run_, load_checkpoint(path)
-
-
 def run(config: ApoptosisConfig) -> dict:
     _check(config)
     config = _resolved(config)
@@ -107,7 +89,10 @@ def run(config: ApoptosisConfig) -> dict:
     cfg = {**asdict(config), "data": {"train": corpus.splits[0], "val": corpus.splits[1],
                                       "train_chars": len(train), "val_chars": len(val),
                                       "vocab_size": corpus.vocab.size}}
-    run_, checkpoint = _open_run(config, cfg)
+    run_ = Run.open(PHASE, config, cfg)
+    from phases.apoptosis.train import CHECKPOINT
+
+    checkpoint = run_.load_checkpoint(CHECKPOINT, "its first evaluation") if config.resume else None
     with run_:
         run_.set_device(str(device), device_name(device))
         from phases.apoptosis.train import Training

@@ -16,13 +16,10 @@ from phases.apoptosis.lineage import Lineage
 from phases.apoptosis.surgery import ensure_output_bias
 from phases.apoptosis.turnover import PRESERVING, Turnover
 from phases.core import charlm, render
-from phases.core.checkpoint import save_checkpoint
-from phases.core.errors import RunFailed
 from phases.core.jsonio import truncate_jsonl
 from phases.core.models.gpt import GPT, MLP, GPTConfig
-from phases.core.optim import build_optimizer, check_finite, set_lr, warmup_cosine_lr
-from phases.core.runs import Run
-from phases.core.seeding import rng_state, set_rng_state
+from phases.core.training import (Schedule, build_optimizer, check_finite, cut_records_after, evaluation_due,
+                                  keep_last_good, optimizer_step, restore_state, save_state, set_lr)
 
 EVENTS, LINEAGE, CHECKPOINT = "events.jsonl", "lineage.json", "ckpt.pt"
 VAL_BLOCKS = "val_block_losses.json"  # per-block held-out losses, for paired comparisons between runs
@@ -106,14 +103,7 @@ class Learner:
         set_lr(self.optimizer, lr)
         with charlm.autocast(self.device):
             _, loss = self.forward(x, y)
-        value = loss.item()
-        check_finite(value, step)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.c.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.c.grad_clip)
-        self.optimizer.step()
-        return value
+        return optimizer_step(loss, self.optimizer, self.model.parameters(), self.c.grad_clip, step)
 
     @torch.no_grad()
     def batch_loss(self, x, y) -> float:
@@ -178,14 +168,15 @@ class Training:
     # --- checkpoints: everything needed to continue exactly ------------------------------------------------------
     def _checkpoint(self, step: int, seconds: float) -> None:
         records = self.spike_records
-        save_checkpoint(self.run_.checkpoint_dir / CHECKPOINT, {
-            **self.learner.state_dict(), "step": step, "config": self.run_.config,
-            "rng": rng_state(), "batches": self.batches.get_state(),
-            "batch": None if self.batch is None else [t.cpu() for t in self.batch],
-            "losses": self.losses, "events": self.events, "references": self.references,
-            "pending": [i for i, r in enumerate(records) if any(r is p for p in self.pending)],
-            "estimates": list(self.estimates), "params_start": self.params_start,
-            "step_times": self.step_times, "train_time_s": seconds})
+        state = self.learner.state_dict()
+        save_state(self.run_.checkpoint_dir / CHECKPOINT, self.model, self.learner.optimizer, step,
+                   **{k: v for k, v in state.items() if k not in ("model", "optimizer")},
+                   config=self.run_.config, batches=self.batches.get_state(),
+                   batch=None if self.batch is None else [t.cpu() for t in self.batch],
+                   losses=self.losses, events=self.events, references=self.references,
+                   pending=[i for i, r in enumerate(records) if any(r is p for p in self.pending)],
+            estimates=list(self.estimates), params_start=self.params_start,
+            step_times=self.step_times, train_time_s=seconds)
         self.checkpointed = step
 
     def _restore(self, ckpt: dict) -> None:
@@ -197,10 +188,10 @@ class Training:
         self.batch = None if ckpt["batch"] is None else tuple(t.to(self.device) for t in ckpt["batch"])
         self.estimates = tuple(ckpt["estimates"])
         self.params_start, self.seconds_before = ckpt["params_start"], ckpt["train_time_s"]
-        set_rng_state(ckpt["rng"])
+        restore_state(ckpt)  # the generators (the learner holds weights and optimizer)
         self.batches.set_state(ckpt["batches"])
         # what was logged after the checkpoint is logged again: cut it from the record files
-        truncate_jsonl(self.run_.path(Run.HISTORY), self.start_step)
+        cut_records_after(self.run_, self.start_step)
         settled = [e["step"] for e in self.events if not any(e is p for p in self.pending)]
         truncate_jsonl(self.run_.path(EVENTS), max(settled, default=-1))
 
@@ -215,22 +206,16 @@ class Training:
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
-        try:
+        with keep_last_good(self.run_, lambda: self.checkpointed):
             return self._run()
-        except RunFailed as e:
-            if self.checkpointed is None:
-                raise
-            raise RunFailed(e.message, f"the last good checkpoint (step {self.checkpointed}) is kept: continue from "
-                            f"it with the same options and --resume {self.run_.dir} (a deterministic run diverges "
-                            "again at the same step; to change --lr, --warmup-iters or --grad-clip, start a new "
-                            "run)") from None
 
     def _run(self) -> dict:
         c = self.c
         t_start = time.perf_counter() - self.seconds_before
+        schedule = Schedule(c.lr, c.min_lr, c.warmup_iters, c.lr_decay_iters)
         with render.progress(c.max_iters - self.start_step, f"training ({c.strategy})", unit="step") as bar:
             for step in range(self.start_step, c.max_iters + 1):
-                if (step % c.eval_interval == 0 or step == c.max_iters) and step != self.checkpointed:
+                if evaluation_due(step, c.eval_interval, c.max_iters) and step != self.checkpointed:
                     self._evaluate(step)
                     check_finite(self.estimates[1], step, "validation loss")  # never checkpoint a diverged model
                     self._checkpoint(step, time.perf_counter() - t_start)  # the last good state
@@ -243,7 +228,7 @@ class Training:
                     else:  # the baseline: the same measurement at the same steps, with nothing done
                         self.references.append({"step": step})
                         self.pending.append(self.references[-1])
-                lr = warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.lr_decay_iters)
+                lr = schedule.at(step)
                 self.batch = charlm.get_batch(self.train, c.block_size, c.batch_size, self.device, self.batches)
                 t0 = time.perf_counter()
                 value = self.learner.step(*self.batch, lr, step)

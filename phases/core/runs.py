@@ -22,12 +22,14 @@ import threading
 from importlib import metadata
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from phases.core import paths, provenance
 from phases.core.errors import InputError, NlabError
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
+# A resumed run lives in its own folder: these never take part in the comparison with the saved config.
+RESUME_ALWAYS_DIFFER = ("resume", "out", "name")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -155,6 +157,24 @@ class Run:
              "host": socket.gethostname(), "environment": provenance.environment()})
         return run
 
+    @classmethod
+    def open(cls, phase: str, config, record: dict, later: Iterable[str] = (), completed_ok: bool = False) -> "Run":
+        """The one way a phase opens its run folder: a new one (`config.out`, `config.name`), or with
+        `config.resume` the unfinished run of the same options, locked for this process. `record` is what
+        config.json holds (the options and what was derived from them); on resume it must equal the saved one
+        except for the fields the config class declares in `resume_may_differ` (and `later`, checked by the
+        phase once known). A completed run is refused unless `completed_ok` (a sweep's resume summarises again)."""
+        if config.resume is None:
+            return cls.create(phase, record, out=config.out, name=config.name)
+        if config.out is not None or config.name is not None:
+            raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
+                             "leave out --out and --name")
+        run = cls.resume(config.resume, phase)
+        run.check_same_config(record, getattr(config, "resume_may_differ", ()), later)
+        if not completed_ok:
+            run.check_unfinished()
+        return run
+
     LOCK = "run.lock"
 
     def _lock(self) -> None:
@@ -194,26 +214,35 @@ class Run:
             raise InputError(f"--resume {self.dir}: that run has already completed; its results are in "
                              f"{self.path(self.METRICS)}", "nothing to resume: read them there, or start a new run")
 
-    def check_same_options(self, options: dict, may_differ: tuple[str, ...] = ()) -> None:
-        """For a run resumed from its own saved options (`config_from_run`): refuse, naming them as command-line
-        options, any given on the command line with another value than the run's."""
-        changed = [k for k in options if k not in may_differ and self.config.get(k) != options[k]]
-        if changed:
-            shown = ", ".join(f"--{k.replace('_', '-')} {options[k]!r} (the run's: {self.config.get(k)!r})"
-                              for k in changed)
+    def check_same_config(self, new: dict, may_differ: Iterable[str] = (), later: Iterable[str] = ()) -> None:
+        """Resume only what was started: every recorded key outside `may_differ` (and `later`, keys checked once
+        they are known) must equal the saved config. Options are named as typed (`--lr`); derived records (the
+        data files, the resolved model) by their key."""
+        skip = {*RESUME_ALWAYS_DIFFER, *may_differ, *later}
+        keys = [*new, *(k for k in self.config if k not in new)]  # in the order of the options
+        diffs = [k for k in keys if k not in skip and self.config.get(k) != new.get(k)]
+        if diffs:
+            shown = ", ".join(f"{_as_option(k, self.config)} {new.get(k)!r} (the run's: {self.config.get(k)!r})"
+                              for k in diffs[:6])
             self._unlock()  # refused before any work: let the next attempt in
             raise InputError(f"--resume {self.dir}: a resumed run keeps its own options; these differ: {shown}",
                              "leave them out (options not given are taken from the run), or start a new run")
 
-    def check_same_config(self, new_config: dict, may_differ: tuple[str, ...] = ()) -> None:
-        """Resume only what was started: every option outside `may_differ` must match the saved config."""
-        diffs = [k for k in sorted(set(self.config) | set(new_config))
-                 if k not in may_differ and self.config.get(k) != new_config.get(k)]
-        if diffs:
-            shown = "; ".join(f"{k}: saved {self.config.get(k)!r}, now {new_config.get(k)!r}" for k in diffs[:6])
-            self._unlock()  # refused before any work: let the next attempt in
-            raise InputError(f"--resume {self.dir}: that run was started with another configuration ({shown})",
-                             "resume with the run's own options, or start a new run")
+    def load_checkpoint(self, name: str, before: str = "its first checkpoint") -> dict:
+        """The run's checkpoint `name` for a resume; a clear exit 2 when it is missing or damaged."""
+        from phases.core.checkpoint import load_checkpoint
+
+        path = self.checkpoint_dir / name
+        if not path.is_file():
+            self._unlock()
+            raise InputError(f"--resume {self.dir}: no checkpoint ({path}); the run stopped before {before}",
+                             "nothing to continue from: start a new run with the same options")
+        try:
+            return load_checkpoint(path)
+        except InputError as e:
+            self._unlock()
+            raise InputError(f"--resume {self.dir}: {e.message}",
+                             "the checkpoint is damaged: start a new run with the same options") from None
 
     # --- files -----------------------------------------------------------------------------------------------
     @property
@@ -326,6 +355,12 @@ def load_run_dir(path: Path | str) -> dict:
     return out
 
 
+def _as_option(key: str, config: dict) -> str:
+    """A config key as the user typed it: `lr` -> `--lr`; a derived record (not a scalar option) by its key."""
+    derived = isinstance(config.get(key), (dict, list))
+    return f"{key} (derived)" if derived else "--" + key.replace("_", "-")
+
+
 def config_from_run(run_dir: str, config_cls, given: dict):
     """`--resume RUN_DIR` without restating the run: its saved options (config.json) as `config_cls`, with the
     options given on the command line on top; the phase then refuses any given one that differs from the saved
@@ -338,5 +373,5 @@ def config_from_run(run_dir: str, config_cls, given: dict):
                          "pass the folder a previous run printed as its run_dir") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
-    names = {f.name for f in fields(config_cls)} - {"out", "name", "resume"}
+    names = {f.name for f in fields(config_cls)} - set(RESUME_ALWAYS_DIFFER)
     return config_cls(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})

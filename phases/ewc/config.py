@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 SCENARIOS = ("permuted-digits", "split-digits", "shakespeare-wikitext", "scan", "moe-multitask")
 METHODS = ("naive", "ewc", "l2", "replay", "mixed", "gated")
@@ -60,6 +61,6 @@ class EwcConfig:
     name: str | None = None
     resume: str | None = None  # a run folder to continue: its finished methods are kept, the others rerun
 
+    # what a resumed run may change: where it runs and reads, not what it computes
+    resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir")
 
-# options a resumed run may change: where it runs and reads, not what it computes (--out/--name do not apply)
-RESUME_MAY_DIFFER = ("resume", "out", "name", "device", "data_dir")

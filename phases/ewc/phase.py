@@ -13,7 +13,7 @@ from phases.core.errors import InputError
 from phases.core.jsonio import read_json, read_jsonl
 from phases.core.runs import Run, check_run_name
 from phases.ewc.config import (CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, MODELS,
-                               RESUME_MAY_DIFFER, SCENARIOS, EwcConfig)
+                               SCENARIOS, EwcConfig)
 
 PHASE = "ewc"
 
@@ -93,15 +93,6 @@ def _check_buffer(c: EwcConfig, methods: list[str], scn) -> None:
 RESULT = "result.json"  # per method: what a resumed run reuses instead of training the method again
 
 
-def _open_run(c: EwcConfig, cfg: dict) -> Run:
-    if c.resume is None:
-        return Run.create(PHASE, cfg, out=c.out, name=c.name)
-    run_ = Run.resume(c.resume, PHASE)
-    run_.check_unfinished()
-    run_.check_same_options(cfg, RESUME_MAY_DIFFER)
-    return run_
-
-
 def _result_record(r) -> dict:
     return {"R": r.R, "loss_R": r.loss_R, "n": r.n, "extra": r.extra, "seconds": r.seconds}
 
@@ -129,7 +120,7 @@ def run(config: EwcConfig) -> dict:
     _check_buffer(config, methods, scn)
     cfg = {**asdict(config), "methods": ",".join(methods), "steps_per_stage": config.steps or scn.steps,
            "lr": config.lr or scn.lr}
-    with _open_run(config, cfg) as run_:
+    with Run.open(PHASE, config, cfg) as run_:
         run_.set_device(str(device), device_name(device))
         render.say(f"ewc: scenario {scn.name}, {len(scn.tasks)} tasks ({', '.join(t.name for t in scn.tasks)}), "
                    f"methods {', '.join(methods)}, {cfg['steps_per_stage']} steps per stage on {device}")

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from phases.core import render
-from phases.core.optim import check_finite
+from phases.core.training import check_finite
 from phases.core.seeding import seed_everything
 from phases.ewc.config import EwcConfig
 from phases.ewc.evaluate import held_out, quick

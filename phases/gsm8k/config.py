@@ -4,6 +4,7 @@ builds these (no torch, no transformers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -39,10 +40,9 @@ class EvalConfig:
     out: str | None = None
     name: str | None = None
 
-
-# Operational options that may change when a run is resumed: they do not change what is computed.
-RESUME_MAY_DIFFER = ("resume", "out", "name", "api_base", "api_key_env", "concurrency", "max_retries",
-                     "retry_backoff", "request_timeout")
+    # operational options a resumed run may change: they do not change what is computed
+    resume_may_differ: ClassVar[tuple[str, ...]] = ("api_base", "api_key_env", "concurrency", "max_retries",
+                                                    "retry_backoff", "request_timeout")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from phases.core.data import load
 from phases.core.errors import InputError
 from phases.core.jsonio import iter_jsonl
 from phases.core.runs import Run, check_run_name
-from phases.gsm8k.config import RESUME_MAY_DIFFER, EvalConfig
+from phases.gsm8k.config import EvalConfig
 from phases.gsm8k.extract import INVALID
 from phases.gsm8k.items import Backend, Item
 from phases.gsm8k.models import DTYPES
@@ -152,15 +152,15 @@ def run(config: EvalConfig) -> dict:
     spec = resolve_spec(c.preset, c.template, c.shots, c.max_new_tokens)
     items = _items(c, spec)
     options = asdict(c)
-    resumed = Run.resume(c.resume, PHASE) if c.resume else None
-    if resumed:  # cheap check first, before loading a model
-        resumed.check_same_config(options, RESUME_MAY_DIFFER + ("resolved",))
+    # a resume is checked on its options before the model loads, then on the resolved prompt and model; a new run
+    # folder is made only once the model has loaded (a bad model writes nothing)
+    resumed = Run.open(PHASE, c, options, later=("resolved",)) if c.resume else None
     backend, device = _backend(c, spec, extra, items)
     identity = backend.identity
     full = {**options, "resolved": {"prompt": spec.to_dict(), "model": identity}}
     if resumed:
-        resumed.check_same_config(full, RESUME_MAY_DIFFER)
-    run_ = resumed or Run.create(PHASE, full, out=c.out, name=c.name)
+        resumed.check_same_config(full, c.resume_may_differ)
+    run_ = resumed or Run.open(PHASE, c, full)
     with run_:
         run_.set_device(device)
         records = _evaluate(run_, items, backend, c, spec)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 DATASETS = ("digits", "sst2", "cifar10", "cifar100")
 STRATEGIES = ("joint", "supervised", "two-phase", "mixed")
 ROUTERS = ("linear", "deep")
 ASSIGNMENTS = ("auto", "mod", "coarse")
 OPTIMIZERS = ("adamw", "sgd")
+SELECTS = ("best-val", "last")  # which epoch's weights are reported on test
 
 # Defaults that depend on the data or the optimizer (None in the config means "this table's value").
 DEFAULT_EPOCHS = {"digits": 30, "sst2": 4, "cifar10": 30, "cifar100": 40}
@@ -55,6 +57,7 @@ class TrainMoEConfig:
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0  # 0: off
     eval_batch_size: int = 512
+    select: str = "best-val"  # the epoch evaluated on test: best validation accuracy, or the last
     # run
     device: str = "auto"
     seed: int = 0
@@ -63,3 +66,6 @@ class TrainMoEConfig:
     out: str | None = None
     name: str | None = None
     resume: str | None = None
+
+    # what a resumed run may change: where it runs and reads, not what it computes
+    resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "data_paths", "compile", "eval_batch_size")

@@ -7,49 +7,22 @@ from dataclasses import asdict
 
 import torch
 
-from phases.core.checkpoint import load_checkpoint
 from phases.core.data.classification import prepare_task
 from phases.core.device import device_name, prepare
-from phases.core.errors import InputError
-from phases.core.jsonio import atomic_write_text, dumps, read_jsonl
 from phases.core.models.moe_classifier import MoEModelConfig, build_model
 from phases.core.runs import Run
+from phases.core.training import cut_records_after
 from phases.moe.config import TrainMoEConfig
 from phases.moe.plan import Plan, parse_tasks, resolve
 from phases.moe.report import build_metrics, render_summary, write_predictions
 from phases.moe.train import CHECKPOINT, train
 
 PHASE = "train-moe"
-# options that may change when a run is resumed (where it runs and from where it reads, not what it computes)
-MAY_DIFFER = ("resume", "out", "name", "device", "data_dir", "data_paths", "compile", "eval_batch_size")
 
 
 def model_config(c: TrainMoEConfig, plan: Plan) -> MoEModelConfig:
     return MoEModelConfig(c.experts, c.top_k, c.d_model, c.expert_hidden, c.router, c.router_hidden, c.width,
                           c.dropout, c.capacity_factor, plan.masks, c.assignment)
-
-
-def _truncate_history(run: Run, epoch: int) -> None:
-    """Drop history records of epochs after the checkpoint (logged before a kill, redone now)."""
-    path = run.path(Run.HISTORY)
-    if path.is_file():
-        records = read_jsonl(path)
-        keep = [r for r in records if r.get("epoch", 0) <= epoch]
-        if len(keep) != len(records):
-            atomic_write_text(path, "".join(dumps(r) + "\n" for r in keep))
-
-
-def _open_run(c: TrainMoEConfig, cfg: dict) -> tuple[Run, dict | None]:
-    if c.resume is None:
-        return Run.create(PHASE, cfg, out=c.out, name=c.name), None
-    run = Run.resume(c.resume, PHASE)
-    run.check_same_config(cfg, may_differ=MAY_DIFFER)
-    run.check_unfinished()
-    path = run.checkpoint_dir / CHECKPOINT
-    if not path.is_file():
-        raise InputError(f"--resume {run.dir}: no checkpoint ({path}); the run stopped before its first epoch ended",
-                         "start a new run with the same options")
-    return run, load_checkpoint(path)
 
 
 def run(config: TrainMoEConfig) -> dict:
@@ -61,7 +34,8 @@ def run(config: TrainMoEConfig) -> dict:
     cfg = {**asdict(config), "tasks": ",".join(plan.tasks), "epochs": plan.epochs, "lr": plan.lr,
            "weight_decay": plan.weight_decay, "phase1_epochs": plan.phase1_epochs, "masks": plan.masks,
            "data_paths": {t.name: t.data_path for t in tasks}}
-    run_, checkpoint = _open_run(config, cfg)
+    run_ = Run.open(PHASE, config, cfg)
+    checkpoint = run_.load_checkpoint(CHECKPOINT, "its first epoch ended") if config.resume else None
     model = build_model(tasks, model_config(config, plan)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -71,8 +45,8 @@ def run(config: TrainMoEConfig) -> dict:
     tasks = [t.to(device) for t in tasks]
     with run_:
         run_.set_device(str(device), device_name(device))
-        if checkpoint is not None:
-            _truncate_history(run_, checkpoint["epoch"])
+        if checkpoint is not None:  # epochs logged after the checkpoint are trained again
+            cut_records_after(run_, checkpoint["step"])
             run_.path(Run.PREDICTIONS).unlink(missing_ok=True)
         result = train(model, tasks, config, plan, device, run_, checkpoint)
         metrics = build_metrics(tasks, result.val, result.test)
@@ -80,6 +54,7 @@ def run(config: TrainMoEConfig) -> dict:
                        tasks_trained=plan.tasks, epochs=result.epochs, steps=result.steps,
                        train_seconds=result.train_seconds, train_loss=result.train_loss,
                        best_val_acc=result.best_val_acc, best_val_epoch=result.best_val_epoch,
+                       select=config.select, selected_epoch=result.selected_epoch,
                        params=sum(p.numel() for p in model.parameters()),
                        checkpoint=str(run_.checkpoint_dir / CHECKPOINT))
         write_predictions(run_, tasks, result.test)

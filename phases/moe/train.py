@@ -1,5 +1,6 @@
-"""The train-moe loop: routing strategies as stages, evaluation and history every epoch, a checkpoint every epoch,
-and exact resume from it.
+"""The train-moe loop: routing strategies as stages, validation and history every epoch, a checkpoint every epoch
+(and the best epoch's weights by validation accuracy), and exact resume from it. The test split is evaluated
+once, at the end, on the epoch chosen on validation (`--select best-val`) or the last one (`--select last`).
 
 An epoch is ceil(largest task's training items / batch size) steps; every step takes one batch of every task (a
 fresh shuffle of each task's training items, cycled, so smaller tasks are seen several times per epoch) and
@@ -16,18 +17,17 @@ from dataclasses import dataclass, replace
 import torch
 
 from phases.core import render
-from phases.core.checkpoint import save_checkpoint
+from phases.core.checkpoint import load_checkpoint, save_checkpoint
 from phases.core.data.classification import TaskData, random_crop_flip
 from phases.core.device import supports_bf16
 from phases.core.models.moe_classifier import EvalResult, LossWeights, MoEClassifier, evaluate, training_loss
-from phases.core.optim import build_optimizer, check_finite, set_lr, warmup_cosine_lr
 from phases.core.runs import Run
-from phases.core.seeding import rng_state, set_rng_state
+from phases.core.training import Schedule, build_optimizer, optimizer_step, restore_state, save_state, set_lr
 from phases.moe.config import TrainMoEConfig
 from phases.moe.plan import Plan
 from phases.moe.report import eval_record, train_record
 
-CHECKPOINT = "last.pt"
+CHECKPOINT, BEST = "last.pt", "best.pt"  # the latest epoch (for resume); the best epoch by validation
 FROZEN_WITH_EXPERTS = ("moe.w1", "moe.b1", "moe.w2", "moe.b2", "heads.")
 
 
@@ -86,14 +86,15 @@ def evaluate_tasks(model: MoEClassifier, tasks: list[TaskData], split: str, c: T
 
 @dataclass
 class TrainResult:
-    val: list[EvalResult]
-    test: list[EvalResult]
+    val: list[EvalResult]  # of the selected epoch
+    test: list[EvalResult]  # of the selected epoch: the only evaluation on the test split
     epochs: int
     steps: int
     train_seconds: float
     train_loss: float | None
     best_val_acc: float | None
     best_val_epoch: int | None
+    selected_epoch: int
 
 
 def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoEConfig, plan: Plan, stage: Stage,
@@ -103,15 +104,15 @@ def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoECo
     _set_trainable(model, stage.freeze_experts)
     params = [p for p in model.parameters() if p.requires_grad]
     first, last = stage_epochs(c, plan, epoch)  # each stage has its own warmup and cosine decay
-    warmup = round(c.warmup_epochs * steps_per_epoch)
+    schedule = Schedule(plan.lr, plan.lr * 0.01, round(c.warmup_epochs * steps_per_epoch),
+                        (last - first) * steps_per_epoch)
     batches = [epoch_batches(len(t.train), c.batch_size, steps_per_epoch).to(device) for t in tasks]
     channels_last = device.type == "cuda"
     sums: dict = {}
     lr = plan.lr
     with render.progress(steps_per_epoch, f"epoch {epoch + 1}/{plan.epochs}", "step") as bar:
         for i in range(steps_per_epoch):
-            lr = warmup_cosine_lr(step - first * steps_per_epoch, plan.lr, plan.lr * 0.01, warmup,
-                                  (last - first) * steps_per_epoch)
+            lr = schedule.at(step - first * steps_per_epoch)
             set_lr(opt, lr)
             loss = 0.0
             for t, task in enumerate(tasks):
@@ -126,13 +127,7 @@ def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoECo
                 loss = loss + task_loss / len(tasks)
                 for k, v in stats.items():
                     sums[k] = sums.get(k, 0) + v
-            value = loss.item()
-            check_finite(value, step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
-            opt.step()
+            value = optimizer_step(loss, opt, params, c.grad_clip, step)
             step += 1
             bar.advance()
             bar.note(f"loss {value:.4f}")
@@ -141,19 +136,16 @@ def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoECo
 
 def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: Plan, device, run: Run,
           checkpoint: dict | None = None) -> TrainResult:
-    """Train from scratch, or from `checkpoint` (a resumed run), evaluating, logging and checkpointing every
-    epoch. Returns the final model's evaluations."""
+    """Train from scratch, or from `checkpoint` (a resumed run), validating, logging and checkpointing every
+    epoch; then evaluate the selected epoch's weights on validation and, once, on test."""
     opt = build_optimizer(model.named_parameters(), c.optimizer, plan.lr, plan.weight_decay, c.momentum, c.nesterov)
     steps_per_epoch = math.ceil(max(len(t.train) for t in tasks) / c.batch_size)
     amp_dtype = torch.bfloat16 if supports_bf16(device) else None
     start, step, seconds, train_loss, best = 0, 0, 0.0, None, {"acc": None, "epoch": None}
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        opt.load_state_dict(checkpoint["optimizer"])
+        restore_state(checkpoint, model, opt)
         start, step, seconds = checkpoint["epoch"], checkpoint["step"], checkpoint["train_seconds"]
         train_loss, best = checkpoint["train_loss"], checkpoint["best"]
-        set_rng_state(checkpoint["rng"])
-    val = test = None
     for epoch in range(start, plan.epochs):
         t0 = time.perf_counter()
         stage = stage_for(c, plan, epoch)
@@ -161,22 +153,24 @@ def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: 
                                       amp_dtype)
         seconds += time.perf_counter() - t0
         val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
-        test = evaluate_tasks(model, tasks, "test", c, amp_dtype)
         record = train_record(step, epoch + 1, stage.name, sums, steps_per_epoch * len(tasks), lr)
         train_loss = record["loss"]
         run.log(record)
-        for split, results in (("val", val), ("test", test)):
-            for task, res in zip(tasks, results):
-                run.log(eval_record(step, epoch + 1, split, stage.name, task.name if plan.multi_task else None, res))
+        for task, res in zip(tasks, val):
+            run.log(eval_record(step, epoch + 1, "val", stage.name, task.name if plan.multi_task else None, res))
         val_acc = sum(r.acc for r in val) / len(val)
-        if best["acc"] is None or val_acc > best["acc"]:
+        if best["acc"] is None or val_acc > best["acc"]:  # the first epoch of the best accuracy wins a tie
             best = {"acc": val_acc, "epoch": epoch + 1}
-        save_checkpoint(run.checkpoint_dir / CHECKPOINT, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step,
-            "train_seconds": seconds, "train_loss": train_loss, "best": best, "rng": rng_state()})
+            save_checkpoint(run.checkpoint_dir / BEST, {"model": model.state_dict(), "epoch": epoch + 1})
+        save_state(run.checkpoint_dir / CHECKPOINT, model, opt, step, epoch=epoch + 1, train_seconds=seconds,
+                   train_loss=train_loss, best=best)
         render.say(f"epoch {epoch + 1}/{plan.epochs}: loss {train_loss:.4f}, val acc {val_acc:.4f}"
                    + (f" [{stage.name}]" if stage.name else ""))
-    if val is None:  # resumed after the last epoch's checkpoint: evaluate the final model again
-        val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
-        test = evaluate_tasks(model, tasks, "test", c, amp_dtype)
-    return TrainResult(val, test, plan.epochs, step, seconds, train_loss, best["acc"], best["epoch"])
+    selected = plan.epochs
+    if c.select == "best-val" and best["epoch"] != plan.epochs:
+        model.load_state_dict(load_checkpoint(run.checkpoint_dir / BEST)["model"])
+        selected = best["epoch"]
+        render.say(f"selected epoch {selected} of {plan.epochs} by validation accuracy ({best['acc']:.4f})")
+    val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
+    test = evaluate_tasks(model, tasks, "test", c, amp_dtype)
+    return TrainResult(val, test, plan.epochs, step, seconds, train_loss, best["acc"], best["epoch"], selected)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-# phases a sweep can run: every training phase, and eval-gsm8k (with sampling, so that the seed matters)
-SWEEPABLE = ("train-moe", "apoptosis", "ewc", "eval-gsm8k")
+from phases.registry import SWEEPABLE  # noqa: F401  (the phases a sweep can run: declared in the registry)
+
 LAUNCHERS = ("local", "ray", "submitit")
 
 
@@ -30,6 +31,11 @@ class SweepConfig:
     resume: str | None = None
     out: str | None = None
     name: str | None = None
+
+    # how the seeds are run and how the finished ones are summarised; not what each seed computes
+    resume_may_differ: ClassVar[tuple[str, ...]] = ("workers", "launcher", "ray_address", "num_cpus", "num_gpus",
+                                                    "slurm_partition", "timeout_min", "select", "report", "mode",
+                                                    "top_k")
 
     def seed_values(self) -> list[int]:
         return list(self.seed_list) if self.seed_list else list(range(self.seed_start, self.seed_start + self.seeds))

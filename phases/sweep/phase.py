@@ -48,6 +48,22 @@ def _check(c: SweepConfig) -> None:
     check_run_name(c.name)
 
 
+def check_selection(phase: str, select: str, report: str) -> None:
+    """Honest selection: the seed is chosen on validation data and reported on other data, never on the metric it
+    is reported with, nor on a test metric (the phase registry says which metrics are which)."""
+    from phases import registry
+
+    info = registry.get(phase)
+    if select == report:
+        raise InputError(f"--select {select} --report {report}: the best seed would be reported on the data it was "
+                         "chosen on (the winner's curse)", "choose on a validation metric, e.g. --select val_acc "
+                         "--report test_acc")
+    if info is not None and info.is_test_metric(select):
+        raise InputError(f"--select {select}: a test metric of {phase}; choosing on it makes the report optimistic",
+                         f"select on a validation metric ({', '.join(info.val_metrics) or 'none in ' + phase})"
+                         + (f"; {info.note}" if info.note else ""))
+
+
 def _seed_dir(sweep_dir: Path, seed: int) -> Path:
     return sweep_dir / "seeds" / f"seed-{seed}"
 
@@ -88,15 +104,8 @@ def _tail(path: Path, lines: int = 3) -> str:
 
 def run(config: SweepConfig) -> dict:
     _check(config)
-    cfg = asdict(config)
-    if config.resume:
-        run_ = Run.resume(config.resume, PHASE)
-        run_.check_same_config(cfg, may_differ=("workers", "launcher", "ray_address", "num_cpus", "num_gpus",
-                                                "slurm_partition", "timeout_min", "select", "report", "mode",
-                                                "top_k", "resume", "out", "name"))
-    else:
-        run_ = Run.create(PHASE, cfg, out=config.out, name=config.name)
-    with run_:
+    check_selection(config.phase, config.select, config.report)
+    with Run.open(PHASE, config, asdict(config), completed_ok=True) as run_:
         seeds = config.seed_values()
         todo = []
         for s in seeds:

@@ -1,0 +1,64 @@
+"""Every phase once: its command, where its CLI function and config live, whether it resumes and can be swept,
+and which of its metrics come from validation data (fit to choose on) and which from test data (only to report).
+`nlab_cli.main` registers the commands from here, seed-sweep takes the phases it can run from here, and the
+later `sweep` and `runs` commands read the same table. Strings only: importing this costs nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from importlib import import_module
+
+
+@dataclass(frozen=True)
+class Phase:
+    command: str  # `nlab <command>`; also the run folders' `logs/<command>/` and the manifest's `phase`
+    cli: str  # "module:function" of the Typer command
+    config: str  # "module:Class" of its options
+    kind: str  # training, evaluation, sweep or analysis
+    resumes: bool = False  # `--resume RUN` alone continues a killed run
+    sweepable: bool = False  # seed-sweep (and sweep) can run it per seed
+    val_metrics: tuple[str, ...] = ()  # patterns of metrics measured on validation data: fit for selection
+    test_metrics: tuple[str, ...] = ()  # patterns of metrics measured on test data: for reporting only
+    note: str = ""  # what a user choosing on its metrics should know
+    extra_args: bool = False  # takes pass-through options after `--`
+
+    def is_test_metric(self, name: str) -> bool:
+        return any(fnmatch(name, p) for p in self.test_metrics)
+
+    def is_val_metric(self, name: str) -> bool:
+        return any(fnmatch(name, p) for p in self.val_metrics)
+
+    def load(self, what: str = "cli"):
+        module, name = getattr(self, what).split(":")
+        return getattr(import_module(module), name)
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("train-moe", "nlab_cli.commands.train_moe:train_moe", "phases.moe.config:TrainMoEConfig", "training",
+          resumes=True, sweepable=True, val_metrics=("val_*", "best_val_*"), test_metrics=("test_*",)),
+    Phase("apoptosis", "nlab_cli.commands.apoptosis:apoptosis", "phases.apoptosis.config:ApoptosisConfig",
+          "training", resumes=True, sweepable=True, val_metrics=("val_*", "train_loss_estimate"),
+          note="a char-level corpus has a train and a validation split only: val_loss (the whole split) is its "
+               "headline, so a seed chosen on val_loss_estimate is reported on the same text"),
+    Phase("ewc", "nlab_cli.commands.ewc:ewc", "phases.ewc.config:EwcConfig", "training", resumes=True,
+          sweepable=True, test_metrics=("*_average_*", "*_mean_forgetting", "*_bwt", "*_max_spike",
+                                        "*_base_retention", "*_modification_success"),
+          note="every summary metric is measured on the tasks' test items; none is fit for selection"),
+    Phase("eval-gsm8k", "nlab_cli.commands.eval_gsm8k:eval_gsm8k", "phases.gsm8k.config:EvalConfig", "evaluation",
+          resumes=True, sweepable=True, test_metrics=("strict_*", "flexible_*", "gold_ppl"),
+          note="its metrics are on --split (test by default); choose on a run with --split train"),
+    Phase("seed-sweep", "nlab_cli.commands.seed_sweep:seed_sweep", "phases.sweep.config:SweepConfig", "sweep",
+          resumes=True, extra_args=True),
+    Phase("ensemble-vote", "nlab_cli.commands.ensemble_vote:ensemble_vote", "phases.ensemble.config:EnsembleConfig",
+          "analysis"),
+    Phase("analyze-history", "nlab_cli.commands.analyze_history:analyze_history",
+          "phases.history.config:HistoryConfig", "analysis"),
+)
+
+BY_COMMAND = {p.command: p for p in PHASES}
+SWEEPABLE = tuple(p.command for p in PHASES if p.sweepable)
+
+
+def get(command: str) -> Phase | None:
+    return BY_COMMAND.get(command)
