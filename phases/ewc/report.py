@@ -24,8 +24,10 @@ def _paired(a: MethodResult, b: MethodResult) -> dict | None:
     c = paired_correctness({(r["task"], r["id"]): r["correct"] for r in a.items},
                            {(r["task"], r["id"]): r["correct"] for r in b.items}, a.method, b.method)
     return {"only_this_right": c["only_a_right"], "only_naive_right": c["only_b_right"], "n_items": c["n_shared"],
-            "p_value": c["mcnemar_p"], "beyond_noise": c["beyond_noise"], "difference": c["diff"],
-            "difference_low": c["diff_low"], "difference_high": c["diff_high"], "verdict": c["verdict"]}
+            "p_value": c["mcnemar_p"], "beyond_noise": c["beyond_noise"],
+            # accuracy over the pooled items (vs_naive's `difference` is that of the per-task average)
+            "item_acc_diff": c["diff"], "item_acc_diff_low": c["diff_low"], "item_acc_diff_high": c["diff_high"],
+            "verdict": c["verdict"]}
 
 
 def method_metrics(scn: Scenario, r: MethodResult, window: int) -> dict:
