@@ -4,7 +4,6 @@ at every evaluation that holds all the run's state, so that a killed run resumes
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
@@ -15,7 +14,7 @@ from phases.apoptosis.fitness import FitnessTracker
 from phases.apoptosis.lineage import Lineage
 from phases.apoptosis.surgery import ensure_output_bias
 from phases.apoptosis.turnover import PRESERVING, Turnover
-from phases.core import charlm, render
+from phases.core import charlm, render, spikes
 from phases.core.jsonio import truncate_jsonl
 from phases.core.models.gpt import GPT, MLP, GPTConfig
 from phases.core.training import (Schedule, build_optimizer, check_finite, cut_records_after, evaluation_due,
@@ -26,14 +25,11 @@ VAL_BLOCKS = "val_block_losses.json"  # per-block held-out losses, for paired co
 
 
 def spike_stats(losses: list[float], step: int, window: int) -> dict:
-    """Training loss over the `window` steps before `step` (mean) and after it (peak), and their ratio: the
-    spike factor. `losses[i]` is the loss of update i, so losses[step:] are the updates after the event."""
-    before = losses[max(0, step - window):step]
-    after = losses[step:step + window]
-    loss_before = statistics.fmean(before) if before else math.nan
-    peak = max(after) if after else math.nan
-    return {"loss_before": loss_before, "peak_after": peak, "window_after": len(after),
-            "spike_factor": peak / loss_before if before and after else None}
+    """The spike factor of an event at `step` (phases/core/spikes.py): mean loss of the `window` updates before
+    it, peak of the `window` updates from it (`losses[i]` is the loss of update i), and their ratio."""
+    out = spikes.spike_stats(losses, step, window)
+    del out["peak_index"]  # an event record keeps loss_before, peak_after, window_after and spike_factor
+    return out
 
 
 def build_model(c: ApoptosisConfig, vocab_size: int, device, widths: list[int] | None = None) -> GPT:
@@ -252,8 +248,8 @@ class Training:
 
     def _metrics(self, blocks, train_est, val_est, step_times, train_time, wall, sample) -> dict:
         c = self.c
-        spikes = self.events if self.events else self.references
-        factors = [e["spike_factor"] for e in spikes if e.get("spike_factor") is not None]
+        measured = self.events if self.events else self.references
+        factors = [e["spike_factor"] for e in measured if e.get("spike_factor") is not None]
         ratios = [e["swap_loss_ratio"] for e in self.events]
         m = {
             "val_loss": blocks.mean().item(),

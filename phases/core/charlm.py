@@ -1,6 +1,6 @@
 """Training utilities for character-level language models (the GPT of phases/core/models/gpt.py), shared by
-`nlab apoptosis` and `nlab ewc`: nanoGPT-style random batches from a token array, loss estimates over a few
-batches, the exact loss over a whole held-out split, and sampling text."""
+`nlab apoptosis` and `nlab ewc`: nanoGPT-style random windows and batches from a token array, loss estimates over
+a few batches, the exact loss over a whole held-out split, and sampling text."""
 
 from __future__ import annotations
 
@@ -26,12 +26,20 @@ def check_block_size(block_size: int, splits: dict[str, torch.Tensor], dataset: 
                              f"({len(data)} characters)", f"use a --block-size below {len(data)}")
 
 
-def get_batch(data: torch.Tensor, block_size: int, batch_size: int, device, generator: torch.Generator):
-    """batch_size random windows of block_size tokens (x) and the same windows shifted by one (y), as nanoGPT.
-    A generator of its own keeps the batch sequence the same whatever else draws random numbers."""
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+def random_windows(data: torch.Tensor, block_size: int, n: int, generator: torch.Generator):
+    """n random windows of block_size tokens (x) and the same windows shifted by one (y), on the CPU: the one
+    sampler of token sequences (training batches, estimate_loss' batches, ewc's text tasks). The draw is one
+    torch.randint over the window starts from `generator`, so a given generator state gives the same windows."""
+    ix = torch.randint(len(data) - block_size, (n,), generator=generator).tolist()
     x = torch.stack([data[i:i + block_size] for i in ix])
     y = torch.stack([data[i + 1:i + 1 + block_size] for i in ix])
+    return x, y
+
+
+def get_batch(data: torch.Tensor, block_size: int, batch_size: int, device, generator: torch.Generator):
+    """batch_size random windows (random_windows) moved to `device`, as nanoGPT's get_batch.
+    A generator of its own keeps the batch sequence the same whatever else draws random numbers."""
+    x, y = random_windows(data, block_size, batch_size, generator)
     if device.type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)

@@ -1,19 +1,21 @@
 """The ensemble-vote phase: combine the predictions of several runs of one phase over the same items.
 
 Members are ranked best first: by the sweep's selection metric with --from-sweep, else in the order given (the
-ranking is never taken from the test items being voted on). Answers are compared as numbers when both parse
-as numbers (GSM8K's 18 equals 18.00), else as text."""
+ranking is never taken from the test items being voted on). Answers are compared by the project's one answer
+rule (phases/core/answers.py: exact decimal value when both are numbers, so GSM8K's 18 equals 18.00 and $18, else
+normalised text); the ensemble against its best member by phases/core/compare.py."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from phases.core import render, stats
+from phases.core.answers import canonical, same_answer
+from phases.core.compare import paired_correctness
 from phases.core.errors import InputError
 from phases.core.jsonio import iter_jsonl_numbered
 from phases.core.runs import Run, load_run_dir
@@ -21,22 +23,6 @@ from phases.core.voting import TIE_BREAKS, majority_vote, soft_vote
 from phases.ensemble.config import METHODS, EnsembleConfig
 
 PHASE = "ensemble-vote"
-
-
-def answer_key(value):
-    """What makes two answers the same vote: numeric value when numeric, else the stripped text."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else str(value)
-    text = str(value).strip()
-    try:
-        number = float(text.replace(",", ""))
-        return number if math.isfinite(number) else text
-    except ValueError:
-        return text
 
 
 def _members(c: EnsembleConfig) -> list[Path]:
@@ -106,7 +92,7 @@ def run(config: EnsembleConfig) -> dict:
                              f"{len(extra)} extra; e.g. {sorted(missing or extra)[0]})",
                              "ensemble runs evaluated on the same items")
         for key in ids:
-            if answer_key(p[key]["target"]) != answer_key(preds[0][key]["target"]):
+            if canonical(p[key]["target"]) != canonical(preds[0][key]["target"]):
                 raise InputError(f"{m}: item {key} has target {p[key]['target']!r} but {members[0]} has "
                                  f"{preds[0][key]['target']!r}", "ensemble runs over the same data")
     if config.method == "soft" and not all("probs" in p[k] for p in preds for k in ids):
@@ -126,12 +112,12 @@ def run(config: EnsembleConfig) -> dict:
             if config.tie_break == "confidence" and any(c is None for c in confidences):
                 raise InputError("--tie-break confidence needs 'probs' or 'confidence' in every prediction",
                                  "use --tie-break best-member or first")
-            keys = [answer_key(a) for a in answers]
+            keys = [canonical(a) for a in answers]
             won, votes = majority_vote(keys, config.tie_break, member_rank=ranks, confidences=confidences)
             rec.update(prediction=None if won is None else answers[keys.index(won)], votes=votes)
         for i, a in enumerate(answers):
-            member_correct[i, j] = answer_key(a) is not None and answer_key(a) == answer_key(target)
-        ens_correct[j] = answer_key(rec["prediction"]) == answer_key(target) and rec["prediction"] is not None
+            member_correct[i, j] = same_answer(a, target)
+        ens_correct[j] = same_answer(rec["prediction"], target)
         rec["correct"] = bool(ens_correct[j])
         records.append(rec)
     metrics = _metrics(members, member_correct, ens_correct, preds, ids, config)
@@ -159,11 +145,10 @@ def _metrics(members, member_correct, ens_correct, preds, ids, c: EnsembleConfig
     best = int(np.argmax(accs))
     ens_acc = float(ens_correct.mean())
     low, high = stats.wilson_interval(int(ens_correct.sum()), n)
-    diff, d_low, d_high = stats.paired_bootstrap_diff(ens_correct, member_correct[best])
-    only_ens = int((ens_correct & ~member_correct[best]).sum())
-    only_best = int((~ens_correct & member_correct[best]).sum())
+    vs_best = paired_correctness(dict(zip(ids, ens_correct)), dict(zip(ids, member_correct[best])),
+                                 "the ensemble", "the best member", basis="bootstrap")
     k = len(members)
-    keys = [[answer_key(p[i]["prediction"]) for i in ids] for p in preds]
+    keys = [[canonical(p[i]["prediction"]) for i in ids] for p in preds]
     disagree = [[float(np.mean([a != b for a, b in zip(keys[x], keys[y])])) for y in range(k)] for x in range(k)]
     pairs = [disagree[x][y] for x in range(k) for y in range(x + 1, k)]
     return {
@@ -174,10 +159,10 @@ def _metrics(members, member_correct, ens_correct, preds, ids, c: EnsembleConfig
         "mean_member_acc": float(accs.mean()),
         "oracle_acc": float(member_correct.any(axis=0).mean()),
         "mean_pairwise_disagreement": float(np.mean(pairs)), "pairwise_disagreement": disagree,
-        "gain_over_best": diff, "gain_low": d_low, "gain_high": d_high,
-        "only_ensemble_right": only_ens, "only_best_right": only_best,
-        "mcnemar_p": stats.mcnemar_exact(only_ens, only_best),
-        "gain_beyond_noise": stats.beyond_noise(d_low, d_high),
+        "gain_over_best": vs_best["diff"], "gain_low": vs_best["diff_low"], "gain_high": vs_best["diff_high"],
+        "only_ensemble_right": vs_best["only_a_right"], "only_best_right": vs_best["only_b_right"],
+        "mcnemar_p": vs_best["mcnemar_p"], "gain_beyond_noise": vs_best["beyond_noise"],
+        "verdict": vs_best["verdict"],
     }
 
 

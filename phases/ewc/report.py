@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from phases.core import render
-from phases.core.stats import mcnemar_exact
+from phases.core.compare import paired_correctness
 from phases.ewc.config import EwcConfig
 from phases.ewc.metrics import matrix_metrics, retention, spike_factors
 from phases.ewc.scenarios import Scenario
@@ -17,16 +17,17 @@ TARGETS = {"spike_factor_below": 2.0, "base_retention_above": 0.8, "modification
 
 
 def _paired(a: MethodResult, b: MethodResult) -> dict | None:
-    """McNemar's exact test on the final models' per-item correctness over every task's test items."""
+    """The final models' per-item correctness over every task's test items, compared (McNemar's exact test
+    decides "beyond noise"; phases/core/compare.py)."""
     if not a.items or not b.items:
         return None
-    right_a = {(r["task"], r["id"]): r["correct"] for r in a.items}
-    right_b = {(r["task"], r["id"]): r["correct"] for r in b.items}
-    only_a = sum(1 for k, v in right_a.items() if v and not right_b[k])
-    only_b = sum(1 for k, v in right_a.items() if not v and right_b[k])
-    p = mcnemar_exact(only_a, only_b)
-    return {"only_this_right": only_a, "only_naive_right": only_b, "n_items": len(right_a), "p_value": p,
-            "beyond_noise": p < 0.05}
+    c = paired_correctness({(r["task"], r["id"]): r["correct"] for r in a.items},
+                           {(r["task"], r["id"]): r["correct"] for r in b.items}, a.method, b.method)
+    return {"only_this_right": c["only_a_right"], "only_naive_right": c["only_b_right"], "n_items": c["n_shared"],
+            "p_value": c["mcnemar_p"], "beyond_noise": c["beyond_noise"],
+            # accuracy over the pooled items (vs_naive's `difference` is that of the per-task average)
+            "item_acc_diff": c["diff"], "item_acc_diff_low": c["diff_low"], "item_acc_diff_high": c["diff_high"],
+            "verdict": c["verdict"]}
 
 
 def method_metrics(scn: Scenario, r: MethodResult, window: int) -> dict:

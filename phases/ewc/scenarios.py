@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from phases.core.charlm import random_windows
 from phases.core.errors import InputError
 from phases.ewc.config import EwcConfig
 
@@ -44,9 +45,7 @@ class Task:
     def sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n random training examples (with replacement), drawn from `gen` so every method sees the same ones."""
         if self.tokens is not None:
-            ix = torch.randint(len(self.tokens) - self.block, (n,), generator=gen)
-            win = torch.stack([self.tokens[i:i + self.block + 1] for i in ix.tolist()])
-            return win[:, :-1], win[:, 1:]
+            return random_windows(self.tokens, self.block, n, gen)
         idx = torch.randint(len(self.train[1]), (n,), generator=gen)
         return self.train[0][idx], self.train[1][idx]
 
@@ -237,10 +236,7 @@ def moe_multitask(c: EwcConfig) -> Scenario:
 # --- shakespeare then wikitext --------------------------------------------------------------------------------------
 def _windows(tokens: torch.Tensor, block: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n fixed windows of a held-out text (x, y shifted by one), chosen by `seed`."""
-    gen = torch.Generator().manual_seed(seed)
-    ix = torch.randint(len(tokens) - block, (n,), generator=gen)
-    win = torch.stack([tokens[i:i + block + 1] for i in ix.tolist()])
-    return win[:, :-1], win[:, 1:]
+    return random_windows(tokens, block, n, torch.Generator().manual_seed(seed))
 
 
 def shakespeare_wikitext(c: EwcConfig) -> Scenario:

@@ -1,5 +1,6 @@
 """`eval-gsm8k --compare RUN_A RUN_B`: which problems one run solves and the other does not, McNemar's exact
-test on those discordant pairs, and both accuracies at each checkpoint, on the problems both runs evaluated."""
+test on those discordant pairs (the verdict: p < ALPHA), the accuracy difference with a paired bootstrap interval,
+and both accuracies at each checkpoint, on the problems both runs evaluated (phases/core/compare.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from phases.core import render
 from phases.core.errors import InputError
 from phases.core.jsonio import iter_jsonl
 from phases.core.runs import Run, load_run_dir
-from phases.core.stats import mcnemar_exact, wilson_interval
+from phases.core.compare import paired_correctness
+from phases.core.stats import wilson_interval
 from phases.gsm8k.config import CompareConfig
 from phases.gsm8k.phase import PHASE as EVAL_PHASE
 from phases.gsm8k.prompts import EXTRACTIONS
@@ -56,19 +58,18 @@ def run(config: CompareConfig) -> dict:
     pairs = []
     for ext in EXTRACTIONS:
         key = f"{ext}_correct"
-        only_a = [i for i in common if ra[i][key] and not rb[i][key]]
-        only_b = [i for i in common if rb[i][key] and not ra[i][key]]
-        both = sum(ra[i][key] and rb[i][key] for i in common)
-        p = mcnemar_exact(len(only_a), len(only_b))
-        for side, recs in (("a", ra), ("b", rb)):
-            correct = sum(bool(recs[i][key]) for i in common)
+        c = paired_correctness({i: ra[i][key] for i in common}, {i: rb[i][key] for i in common}, alpha=ALPHA)
+        for side in ("a", "b"):
+            correct = c["both_right"] + c[f"only_{side}_right"]
             low, high = wilson_interval(correct, len(common))
             metrics.update({f"{ext}_acc_{side}": correct / len(common), f"{ext}_acc_{side}_low": low,
                             f"{ext}_acc_{side}_high": high})
-        metrics.update({f"{ext}_solved_only_by_a": len(only_a), f"{ext}_solved_only_by_b": len(only_b),
-                        f"{ext}_solved_by_both": both, f"{ext}_solved_by_neither": len(common) - both - len(only_a)
-                        - len(only_b), f"{ext}_mcnemar_p": p, f"{ext}_beyond_noise": p < ALPHA,
-                        f"{ext}_ids_only_a": only_a, f"{ext}_ids_only_b": only_b})
+        metrics.update({f"{ext}_solved_only_by_a": c["only_a_right"], f"{ext}_solved_only_by_b": c["only_b_right"],
+                        f"{ext}_solved_by_both": c["both_right"], f"{ext}_solved_by_neither": c["both_wrong"],
+                        f"{ext}_mcnemar_p": c["mcnemar_p"], f"{ext}_beyond_noise": c["beyond_noise"],
+                        f"{ext}_diff": c["diff"], f"{ext}_diff_low": c["diff_low"], f"{ext}_diff_high": c["diff_high"],
+                        f"{ext}_verdict": c["verdict"],
+                        f"{ext}_ids_only_a": c["ids_only_a_right"], f"{ext}_ids_only_b": c["ids_only_b_right"]})
     checkpoints = []
     for step in sorted({*range(k, len(common) + 1, k), len(common)}):
         ids = common[:step]

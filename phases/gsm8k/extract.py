@@ -3,19 +3,19 @@
 - strict: the first match of `#### (-?[0-9.,]+)` (the format GSM8K solutions end with);
 - flexible: the last match of `(-?[$0-9.,]{2,})|(-?[0-9]+)` anywhere in the completion (the first non-empty group);
 - no match: "[invalid]", which never equals a gold answer.
-Before comparing, both sides lose `,`, `$`, everything up to a `#### ` and one trailing `.`, and are lowercased
-(lm-eval's `regexes_to_ignore` and `ignore_case`). lm-eval then compares the strings; here two strings that
-both parse as decimal numbers are compared as numbers (`18.00` equals `18`), and any other pair as strings.
+Matching is the project's one answer rule (phases/core/answers.py): both sides get lm-eval's normalisation
+(drop `,`, `$`, everything up to `#### `, one trailing `.`; lowercase); lm-eval then compares the strings, the
+rule compares two numbers by their exact decimal value (`18.00` equals `18`) and anything else as strings.
 `numeric_only` counts the matches that exist only because of that."""
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
-INVALID = "[invalid]"
-_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
+from phases.core.answers import INVALID, canonical, normalize, same_answer
+
+__all__ = ["INVALID", "canonical", "extract", "extract_both", "is_correct", "normalize", "string_match"]
 
 
 @lru_cache(maxsize=16)
@@ -39,41 +39,11 @@ def extract_both(text: str, strict_regex: str, flexible_regex: str) -> tuple[str
     return extract(text, strict_regex, 0), extract(text, flexible_regex, -1)
 
 
-def normalize(answer: str) -> str:
-    for pattern in _IGNORE:
-        answer = pattern.sub("", answer)
-    return answer.lower()
-
-
-def _number(s: str) -> Decimal | None:
-    try:
-        d = Decimal(s)
-    except InvalidOperation:
-        return None
-    return d if d.is_finite() else None
-
-
 def string_match(prediction: str, gold: str) -> bool:
     """lm-eval's exact match after normalization."""
     return normalize(prediction) == normalize(gold)
 
 
 def is_correct(prediction: str, gold: str) -> bool:
-    if prediction == INVALID:
-        return False
-    p, g = normalize(prediction), normalize(gold)
-    pn, gn = _number(p), _number(g)
-    if pn is not None and gn is not None:
-        return pn == gn
-    return p == g
-
-
-def canonical(prediction: str) -> str | None:
-    """The answer a vote counts: equal numbers get one key (`18.00` and `18` vote together); None abstains."""
-    if prediction == INVALID:
-        return None
-    p = normalize(prediction)
-    n = _number(p)
-    if n is None:
-        return p or None
-    return format(n.normalize(), "f") if n != 0 else "0"
+    """The prediction equals the gold answer under the project's one rule (phases.core.answers)."""
+    return same_answer(prediction, gold)

@@ -3,7 +3,8 @@ overfitting and forgetting. Every finding carries the numbers behind it and a se
 
 Definitions (thresholds are options of `nlab analyze-history`, defaults in `Thresholds`):
 - spike factor at a boundary = peak training loss over the first `window` points of the new stage / mean
-  training loss over the last `window` points of the previous stage; a spike is a factor >= `spike_threshold`.
+  training loss over the last `window` points of the previous stage (phases/core/spikes.py); a spike is a factor
+  >= `spike_threshold`.
 - stagnation: over the second half of a stage's training-loss points, the fitted linear trend changes the loss
   by less than `stagnation_tol` (relative to the mean loss there) from the half's first to its last step.
 - overfitting: within a stage, the best validation evaluation is followed by at least `patience` evaluations,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from phases.core.spikes import spike_factor
 from phases.core.stats import lower_is_better
 from phases.history.config import Thresholds
 from phases.history.load import History
@@ -97,13 +99,11 @@ def spikes(hist: History, t: Thresholds) -> list[dict]:
         after_steps, after = _series(_select(hist, train_split, t.loss_metric, new))
         if not len(before) or not len(after):
             continue
-        base = float(before[-t.window:].mean())
-        head = after[: t.window]
-        peak_i = int(np.argmax(head))
-        factor = float(head[peak_i] / base) if base > 0 else None
+        s = spike_factor(before[-t.window:], after[: t.window])
+        factor, peak_i = s["spike_factor"], s["peak_index"]
         out.append({"from_stage": prev, "to_stage": new, "boundary_step": int(after_steps[0]),
-                    "baseline_loss": base, "peak_loss": float(head[peak_i]), "peak_step": int(after_steps[peak_i]),
-                    "spike_factor": factor, "window": t.window,
+                    "baseline_loss": s["loss_before"], "peak_loss": s["peak_after"],
+                    "peak_step": int(after_steps[peak_i]), "spike_factor": factor, "window": t.window,
                     "is_spike": factor is not None and factor >= t.spike_threshold})
     return out
 
@@ -205,38 +205,39 @@ def analyze(hist: History, t: Thresholds) -> dict:
     return result
 
 
-def findings(r: dict, t: Thresholds) -> list[dict]:
-    f = []
-    for b in r["boundaries"]:
-        if b["is_spike"]:
-            f.append({"kind": "spike", "run": r["name"], "stage": b["to_stage"], "value": b["spike_factor"],
-                      "text": f"loss spike x{b['spike_factor']:.2f} entering stage {_stage_label(b['to_stage'])} "
-                              f"(step {b['boundary_step']}): peak training loss {b['peak_loss']:.4g} at step "
-                              f"{b['peak_step']} within its first {t.window} points, against {b['baseline_loss']:.4g}"
-                              f" averaged over the last {t.window} points of stage {_stage_label(b['from_stage'])} "
-                              f"(threshold x{t.spike_threshold:g})."})
-    for s in r["stagnation"]:
-        if s["is_stagnant"]:
-            f.append({"kind": "stagnation", "run": r["name"], "stage": s["stage"], "value": s["relative_change"],
-                      "text": f"stage {_stage_label(s['stage'])} stagnated: over its second half (steps "
-                              f"{s['from_step']}-{s['to_step']}, {s['n_points']} points) the training loss trend "
-                              f"changed it by {100 * s['relative_change']:+.2f}% (slope {s['slope_per_step']:.3g}/step,"
-                              f" p={s['p_value']:.2f}) around a mean of {s['mean_loss']:.4g}; tolerance "
-                              f"+/-{100 * t.stagnation_tol:g}%."})
-    for o in r["overfitting"]:
-        f.append({"kind": "overfitting", "run": r["name"], "stage": o["stage"], "value": o["began_step"],
-                  "text": f"overfitting from step {o['began_step']} in stage {_stage_label(o['stage'])}: "
-                          f"{o['val_metric']} was best at {o['val_best']:.4g} there and never improved in the "
-                          f"{o['evaluations_after_best']} evaluations after it (last {o['val_last']:.4g}; "
-                          f"patience {o['patience']} reached at step {o['detected_step']}) while the training loss "
-                          f"fell from {o['train_loss_at_best']:.4g} to {o['train_loss_last']:.4g}."})
-    for g in r["forgetting"]:
-        if g["is_forgetting"]:
-            f.append({"kind": "forgetting", "run": r["name"], "stage": g["final_stage"], "value": g["drop"],
-                      "text": f"forgetting of task {g['task']!r} ({g['metric']}): best {g['best']:.4g} at step "
-                              f"{g['best_step']}, final {g['final']:.4g} at step {g['final_step']} after stage "
-                              f"{_stage_label(g['final_stage'])}: a drop of {g['drop']:.4g} "
-                              f"({100 * g['relative_drop']:.1f}% of its best; threshold "
-                              f"{100 * t.forgetting_threshold:g}%)."})
-    return f
+# What each kind of finding says, filled from the thresholds (`Thresholds` fields, `tol_pct` and `forgetting_pct`
+# in percent), the entry's own numbers (which win a name clash) and its stage labels (`<key>_label`).
+_SENTENCES = {
+    "spike": "loss spike x{spike_factor:.2f} entering stage {to_stage_label} (step {boundary_step}): peak training "
+             "loss {peak_loss:.4g} at step {peak_step} within its first {window} points, against {baseline_loss:.4g}"
+             " averaged over the last {window} points of stage {from_stage_label} (threshold x{spike_threshold:g}).",
+    "stagnation": "stage {stage_label} stagnated: over its second half (steps {from_step}-{to_step}, {n_points} "
+                  "points) the training loss trend changed it by {relative_change:+.2%} (slope "
+                  "{slope_per_step:.3g}/step, p={p_value:.2f}) around a mean of {mean_loss:.4g}; tolerance "
+                  "+/-{tol_pct:g}%.",
+    "overfitting": "overfitting from step {began_step} in stage {stage_label}: {val_metric} was best at "
+                   "{val_best:.4g} there and never improved in the {evaluations_after_best} evaluations after it "
+                   "(last {val_last:.4g}; patience {patience} reached at step {detected_step}) while the training "
+                   "loss fell from {train_loss_at_best:.4g} to {train_loss_last:.4g}.",
+    "forgetting": "forgetting of task {task!r} ({metric}): best {best:.4g} at step {best_step}, final {final:.4g} "
+                  "at step {final_step} after stage {final_stage_label}: a drop of {drop:.4g} ({relative_drop:.1%} "
+                  "of its best; threshold {forgetting_pct:g}%).",
+}
+# kind, the analysis it reads, the flag an entry must carry (None: every entry), its stage and value
+_FINDINGS = (("spike", "boundaries", "is_spike", "to_stage", "spike_factor"),
+             ("stagnation", "stagnation", "is_stagnant", "stage", "relative_change"),
+             ("overfitting", "overfitting", None, "stage", "began_step"),
+             ("forgetting", "forgetting", "is_forgetting", "final_stage", "drop"))
 
+
+def _sentence(kind: str, entry: dict, t: Thresholds) -> str:
+    labels = {f"{k}_label": _stage_label(entry[k]) for k in ("stage", "from_stage", "to_stage", "final_stage")
+              if k in entry}
+    return _SENTENCES[kind].format(**{**vars(t), "tol_pct": 100 * t.stagnation_tol,
+                                      "forgetting_pct": 100 * t.forgetting_threshold, **entry, **labels})
+
+
+def findings(r: dict, t: Thresholds) -> list[dict]:
+    """Every flagged entry of the analyses, kind by kind, with its numbers in a sentence."""
+    return [{"kind": kind, "run": r["name"], "stage": x[stage], "value": x[value], "text": _sentence(kind, x, t)}
+            for kind, key, flag, stage, value in _FINDINGS for x in r[key] if flag is None or x[flag]]

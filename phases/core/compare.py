@@ -1,0 +1,64 @@
+"""Two systems compared on the same items, written once: ewc (each method against naive fine-tuning),
+ensemble-vote (the ensemble against its best member) and `eval-gsm8k --compare` (run A against run B) all call
+`paired_correctness`.
+
+Input is per-item correctness keyed by item id; only the ids both sides evaluated are compared (the rest are
+counted as dropped). Out come the 2x2 counts, both accuracies, the difference A - B with a paired bootstrap 95%
+interval (items resampled; phases.core.stats.paired_bootstrap_diff, seed 0), McNemar's exact p-value on the
+discordant items, whether the difference is beyond noise, and that verdict as a sentence.
+
+"Beyond noise" has two bases in use, kept as each caller had it: `basis="mcnemar"` (p < alpha; ewc and
+eval-gsm8k --compare) and `basis="bootstrap"` (the interval excludes zero; ensemble-vote). Both verdicts are
+returned (`mcnemar_beyond_noise`, `bootstrap_beyond_noise`); `beyond_noise` and the sentence follow `basis`.
+Statistics libraries are imported inside the function, so importing this module stays cheap."""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping
+
+BASES = ("mcnemar", "bootstrap")
+
+
+def paired_correctness(a: Mapping[Hashable, bool], b: Mapping[Hashable, bool], label_a: str = "A",
+                       label_b: str = "B", basis: str = "mcnemar", alpha: float = 0.05, seed: int = 0) -> dict:
+    """Paired comparison of two systems' per-item correctness over the ids they share (in `a`'s order)."""
+    if basis not in BASES:
+        raise ValueError(f"unknown basis {basis!r}; use one of {BASES}")
+    from phases.core import stats
+
+    ids = [k for k in a if k in b]
+    x, y = [bool(a[k]) for k in ids], [bool(b[k]) for k in ids]
+    n = len(ids)
+    only_a = [k for k, u, v in zip(ids, x, y) if u and not v]
+    only_b = [k for k, u, v in zip(ids, x, y) if v and not u]
+    both = sum(u and v for u, v in zip(x, y))
+    nan = float("nan")
+    diff, low, high = stats.paired_bootstrap_diff(x, y, seed=seed) if n else (nan, nan, nan)
+    p = stats.mcnemar_exact(len(only_a), len(only_b))
+    verdicts = {"mcnemar": p < alpha, "bootstrap": n > 0 and stats.beyond_noise(low, high)}
+    out = {
+        "n_shared": n, "n_dropped": len(a) + len(b) - 2 * n, "n_only_in_a": len(a) - n, "n_only_in_b": len(b) - n,
+        "both_right": both, "only_a_right": len(only_a), "only_b_right": len(only_b),
+        "both_wrong": n - both - len(only_a) - len(only_b), "ids_only_a_right": only_a, "ids_only_b_right": only_b,
+        "acc_a": sum(x) / n if n else nan, "acc_b": sum(y) / n if n else nan,
+        "diff": diff, "diff_low": low, "diff_high": high, "mcnemar_p": p,
+        "mcnemar_beyond_noise": verdicts["mcnemar"], "bootstrap_beyond_noise": verdicts["bootstrap"],
+        "basis": basis, "beyond_noise": verdicts[basis],
+    }
+    out["verdict"] = verdict(out, label_a, label_b)
+    return out
+
+
+def verdict(c: dict, label_a: str = "A", label_b: str = "B") -> str:
+    """The comparison in words, the difference in accuracy points (e.g. 'A is better beyond noise (+3.1 points,
+    95% CI [+1.2, +5.0], McNemar p=0.004, n=872)')."""
+    if not c["n_shared"]:
+        return f"{label_a} and {label_b} share no item: nothing to compare"
+    d, lo, hi = (100 * c[k] for k in ("diff", "diff_low", "diff_high"))
+    tail = f"McNemar p={c['mcnemar_p']:.3g}, n={c['n_shared']}"
+    if not c["beyond_noise"]:
+        return (f"{label_a} and {label_b} differ within noise ({label_a} - {label_b} = {d:+.1f} points, 95% CI "
+                f"[{lo:+.1f}, {hi:+.1f}], {tail})")
+    if d < 0:  # state the winner's advantage as a positive number
+        label_a, d, lo, hi = label_b, -d, -hi, -lo
+    return f"{label_a} is better beyond noise ({d:+.1f} points, 95% CI [{lo:+.1f}, {hi:+.1f}], {tail})"
