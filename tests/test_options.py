@@ -123,7 +123,9 @@ def test_apoptosis_dataset_must_be_char_level_text(cli, nlab_home):
 
 def test_comma_separated_choices_use_the_same_message(cli, nlab_home):
     for args, expect in ((["ewc", "--method", "naive,dropout"], "--method 'dropout' is not one of: naive, ewc"),
-                         (["train-moe", "--tasks", "digits,scan"], "--tasks 'scan' is not one of: digits, sst2")):
+                         (["train-moe", "--tasks", "digits,scan"], "--tasks 'scan' is not one of: digits, sst2"),
+                         (["ewc", "--scenario", "moe-multitask", "--moe-tasks", "digits,tinyshakespeare"],
+                          "--moe-tasks 'tinyshakespeare' is not one of: digits, sst2, cifar10, cifar100")):
         code, _, err = cli(*args)
         assert code == 2 and expect in _flat(err), err
     assert _nothing_written(nlab_home)
@@ -175,6 +177,9 @@ def test_hint_gives_the_default_or_the_declared_hint():
     with pytest.raises(InputError) as e:
         check_options(TrainMoEConfig(batch_size=1))
     assert "batch norm" in e.value.hint
+    with pytest.raises(InputError) as e:
+        check_options(EwcConfig(lr=math.nan))
+    assert e.value.hint == "leave --lr out for its default"
 
 
 def test_optional_none_means_default():

@@ -87,14 +87,15 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def not_one_of(option: str, value: Any, choices: tuple[str, ...], hint: str | None = None) -> InputError:
+def not_one_of(option: str, value: Any, choices: tuple[str, ...], hint: str) -> InputError:
     """The error for a value outside its choices (also used by the parsers of comma-separated lists)."""
-    return InputError(f"{option} {value!r} is not one of: {', '.join(choices)}",
-                      hint or f"see `{option}` in the command's --help")
+    return InputError(f"{option} {value!r} is not one of: {', '.join(choices)}", hint)
 
 
 def _example(option: str, default: Any) -> str:
-    return f"give {option} a valid value" if default is None or default is MISSING else f"e.g. {option} {default}"
+    if default is MISSING:
+        return f"give {option} a valid value"
+    return f"leave {option} out for its default" if default is None else f"e.g. {option} {default}"
 
 
 def check_options(config: Any) -> None:
