@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.options import build_config
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import CROSSOVERS, DATASETS, FITNESSES, STRATEGIES, ApoptosisConfig
 
 _C = ApoptosisConfig()
 _MODEL, _OPT, _TURN = "Model and data", "Optimisation (nanoGPT's names)", "Neuron turnover"
@@ -21,14 +21,15 @@ def _opt(help: str, panel: str, **kw):
 
 def apoptosis(
     ctx: typer.Context,
-    strategy: Annotated[str, _opt(f"{' | '.join(STRATEGIES)}; none is the baseline.", _TURN)] = _C.strategy,
+    strategy: Annotated[Literal[STRATEGIES], _opt("How neurons die and are reborn; none is the baseline.",
+                                                  _TURN)] = _C.strategy,
     interval: Annotated[int, _opt("Steps between turnover events.", _TURN)] = _C.interval,
     prune_rate: Annotated[float, _opt("Fraction of each MLP's neurons that dies per event (standard, functional, "
                                       "crossover); in (0, 0.5].", _TURN)] = _C.prune_rate,
     turnover_rate: Annotated[float, _opt("Births and deaths per event as a fraction of the width (hybrid); births "
                                          "per event as a fraction of the initial width (growth).",
                                          _TURN)] = _C.turnover_rate,
-    fitness: Annotated[str, _opt(f"{' | '.join(FITNESSES)}: what makes a neuron fit.", _TURN)] = _C.fitness,
+    fitness: Annotated[Literal[FITNESSES], _opt("What makes a neuron fit.", _TURN)] = _C.fitness,
     fitness_decay: Annotated[float, _opt("EMA decay of the tracked fitness.", _TURN)] = _C.fitness_decay,
     maturity: Annotated[int, _opt("Neurons younger than this many steps are never killed.", _TURN)] = _C.maturity,
     mutation_strength: Annotated[float, _opt("Newborn's incoming weights = parent's + noise of this x the weights' "
@@ -37,11 +38,10 @@ def apoptosis(
                                             "on the latest batch.", _TURN)] = _C.preservation_steps,
     max_width: Annotated[Optional[int], _opt("growth: the widest an MLP may grow [default: twice its initial "
                                              "width].", _TURN, show_default=False)] = _C.max_width,
-    crossover: Annotated[str, _opt(f"{' | '.join(CROSSOVERS)}: how crossover mixes two parents.",
-                                   _TURN)] = _C.crossover,
+    crossover: Annotated[Literal[CROSSOVERS], _opt("How crossover mixes two parents.", _TURN)] = _C.crossover,
     spike_window: Annotated[int, _opt("Training steps before/after an event compared for its spike factor.",
                                       _TURN)] = _C.spike_window,
-    dataset: Annotated[str, _opt("tinyshakespeare or wikitext2 (char-level).", _MODEL)] = _C.dataset,
+    dataset: Annotated[Literal[DATASETS], _opt("Char-level text corpus.", _MODEL)] = _C.dataset,
     n_layer: Annotated[int, _opt("Transformer blocks.", _MODEL)] = _C.n_layer,
     n_head: Annotated[int, _opt("Attention heads.", _MODEL)] = _C.n_head,
     n_embd: Annotated[int, _opt("Embedding width (the MLPs are 4x wider).", _MODEL)] = _C.n_embd,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import Json, Name, Out, bad_usage, execute, read_stdin_json
-from phases.ensemble.config import EnsembleConfig
+from phases.ensemble.config import METHODS, TIE_BREAKS, EnsembleConfig
 
 _E = EnsembleConfig()
 
@@ -20,9 +20,9 @@ def ensemble_vote(
     from_sweep: Annotated[Optional[Path], typer.Option(help="A seed-sweep folder: vote over its top-k seeds.",
                                                        show_default=False)] = None,
     top_k: Annotated[int, typer.Option(help="How many of a sweep's best seeds vote.")] = _E.top_k,
-    method: Annotated[str, typer.Option(help="hard (majority of answers) or soft (mean class "
-                                             "probabilities).")] = _E.method,
-    tie_break: Annotated[str, typer.Option(help="best-member, confidence or first.")] = _E.tie_break,
+    method: Annotated[Literal[METHODS], typer.Option(help="hard (majority of answers) or soft (mean class "
+                                                          "probabilities).")] = _E.method,
+    tie_break: Annotated[Literal[TIE_BREAKS], typer.Option(help="How a tied vote is settled.")] = _E.tie_break,
     out: Out = None,
     name: Name = None,
     json_out: Json = False,

@@ -3,14 +3,14 @@ compares two such runs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import (DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
                              given_options)
 from nlab_cli.options import build_config
-from phases.gsm8k.config import CompareConfig, EvalConfig
+from phases.gsm8k.config import BACKENDS, DTYPES, PRESETS, SPLITS, CompareConfig, EvalConfig
 
 _D = EvalConfig()
 _COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out"}
@@ -28,14 +28,14 @@ def eval_gsm8k(
                                                  "several.", show_default=False)] = None,
     use_adapter: Annotated[Optional[str], _opt("Name of the adapter to evaluate (needed when several are given).",
                                                show_default=False)] = None,
-    dtype: Annotated[str, _opt("auto (bfloat16 where the CPU/GPU computes it natively, else float32), bfloat16 or "
-                               "float32.")] = _D.dtype,
+    dtype: Annotated[Literal[DTYPES], _opt("auto (bfloat16 where the CPU/GPU computes it natively, else float32), "
+                                           "bfloat16 or float32.")] = _D.dtype,
     device: Device = _D.device,
-    backend: Annotated[str, _opt("transformers (load the model here) or openai (an OpenAI-compatible server).")]
-    = _D.backend,
-    preset: Annotated[str, _opt("Prompt preset: lm-eval (5-shot 'Question: ... Answer:', as lm-evaluation-harness), "
-                                "chat (zero-shot, chat template, asks for '#### <number>') or chat-fewshot (the 5 "
-                                "shots as chat turns).")] = _D.preset,
+    backend: Annotated[Literal[BACKENDS], _opt("transformers (load the model here) or openai (an OpenAI-compatible "
+                                               "server).")] = _D.backend,
+    preset: Annotated[Literal[PRESETS], _opt("Prompt preset: lm-eval (5-shot 'Question: ... Answer:', as "
+                                             "lm-evaluation-harness), chat (zero-shot, chat template, asks for '#### "
+                                             "<number>') or chat-fewshot (the 5 shots as chat turns).")] = _D.preset,
     template: Annotated[Optional[str], _opt("A prompt file: .json with preset fields to override, or text with a "
                                             "{question} placeholder replacing the question template.",
                                             show_default=False)] = None,
@@ -43,7 +43,7 @@ def eval_gsm8k(
                                          show_default=False)] = None,
     max_new_tokens: Annotated[Optional[int], _opt("Token limit per completion (default: the preset's, 256).",
                                                   show_default=False)] = None,
-    split: Annotated[str, _opt("Split to evaluate: test or train.")] = _D.split,
+    split: Annotated[Literal[SPLITS], _opt("Split to evaluate.")] = _D.split,
     n: Annotated[int, _opt("Number of problems, from --offset on.")] = _D.n,
     offset: Annotated[int, _opt("Index of the first problem.")] = _D.offset,
     data_dir: DataDir = None,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.options import build_config
-from phases.ewc.config import EwcConfig
+from phases.ewc.config import EWC_MODES, FISHERS, HEADS, MODELS, SCENARIOS, EwcConfig
 
 _C = EwcConfig()
 _SCN, _MODEL, _TRAIN, _METHOD = "Scenario", "Model", "Training", "Methods"
@@ -21,15 +21,14 @@ def _opt(help: str, panel: str, *names: str, **kw):
 
 def ewc(
     ctx: typer.Context,
-    scenario: Annotated[str, _opt("permuted-digits, split-digits, shakespeare-wikitext, scan or moe-multitask.",
-                                  _SCN)] = _C.scenario,
+    scenario: Annotated[Literal[SCENARIOS], _opt("The sequence of tasks.", _SCN)] = _C.scenario,
     method: Annotated[str, _opt("Comma-separated methods compared on identical data and seed: naive, ewc, l2, "
                                 "replay, mixed, gated (mixed and gated: scan only).", _METHOD,
                                 "--method")] = _C.methods,
     tasks_count: Annotated[int, _opt("permuted-digits: number of tasks (the first is unpermuted).",
                                      _SCN)] = _C.tasks_count,
-    heads: Annotated[str, _opt("split-digits: multi (a head per task) or single (one 10-way head, "
-                               "class-incremental).", _SCN)] = _C.heads,
+    heads: Annotated[Literal[HEADS], _opt("split-digits: multi (a head per task) or single (one 10-way head, "
+                                          "class-incremental).", _SCN)] = _C.heads,
     moe_tasks: Annotated[str, _opt("moe-multitask: datasets trained one after the other.", _SCN)] = _C.moe_tasks,
     train_limit: Annotated[Optional[int], _opt("Training items per task (default: all; scan 4000, moe-multitask "
                                                "3000).", _SCN, show_default=False)] = None,
@@ -39,8 +38,8 @@ def ewc(
                                           _SCN)] = _C.scan_max_actions,
     mix: Annotated[str, _opt("scan: base:modified percentages of each stage's batches; also sets the stages "
                              "(the first must be 100:0).", _METHOD)] = _C.mix,
-    model: Annotated[str, _opt("Digits scenarios: mlp (64-256-256) or moe (train-moe's classifier).",
-                               _MODEL)] = _C.model,
+    model: Annotated[Literal[MODELS], _opt("Digits scenarios: mlp (64-256-256) or moe (train-moe's classifier).",
+                                          _MODEL)] = _C.model,
     hidden: Annotated[int, _opt("MLP width.", _MODEL)] = _C.hidden,
     n_layer: Annotated[int, _opt("GPT layers (shakespeare-wikitext, scan).", _MODEL)] = _C.n_layer,
     n_head: Annotated[int, _opt("GPT attention heads.", _MODEL)] = _C.n_head,
@@ -58,12 +57,12 @@ def ewc(
                                       "factor.", _TRAIN)] = _C.spike_window,
     ewc_lambda: Annotated[float, _opt("Strength of the EWC (and L2) penalty, lambda/2 * sum F (theta - "
                                       "theta*)^2.", _METHOD)] = _C.ewc_lambda,
-    ewc_mode: Annotated[str, _opt("separate (a penalty per earlier stage) or online (one decayed Fisher).",
-                                  _METHOD)] = _C.ewc_mode,
+    ewc_mode: Annotated[Literal[EWC_MODES], _opt("separate (a penalty per earlier stage) or online (one decayed "
+                                                 "Fisher).", _METHOD)] = _C.ewc_mode,
     gamma: Annotated[float, _opt("online EWC: share of the old importance kept at each new stage.",
                                  _METHOD)] = _C.gamma,
-    fisher: Annotated[str, _opt("empirical (per-sample squared gradients, torch.func) or batch (squared "
-                                "minibatch gradients, as Avalanche).", _METHOD)] = _C.fisher,
+    fisher: Annotated[Literal[FISHERS], _opt("empirical (per-sample squared gradients, torch.func) or batch "
+                                             "(squared minibatch gradients, as Avalanche).", _METHOD)] = _C.fisher,
     fisher_samples: Annotated[int, _opt("Training examples the Fisher is estimated on.", _METHOD)] = _C.fisher_samples,
     fisher_batch: Annotated[int, _opt("--fisher batch: minibatch size.", _METHOD)] = _C.fisher_batch,
     buffer_size: Annotated[int, _opt("replay: reservoir buffer size (examples).", _METHOD)] = _C.buffer_size,

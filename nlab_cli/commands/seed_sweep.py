@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import Json, Name, Out, bad_usage, execute
 from nlab_cli.options import build_config
-from phases.sweep.config import CompareConfig, SweepConfig
+from phases.sweep.config import LAUNCHERS, MODES, CompareConfig, SweepConfig
 
 _S, _C = SweepConfig(phase=""), CompareConfig("", "")
 
@@ -49,7 +49,7 @@ def seed_sweep(
                                                      show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Local launcher: seeds run in parallel, CPU threads divided "
                                               "between them.")] = _S.workers,
-    launcher: Annotated[str, typer.Option(help="local, ray or submitit.")] = _S.launcher,
+    launcher: Annotated[Literal[LAUNCHERS], typer.Option(help="Where the seeds run.")] = _S.launcher,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray "
                                                             "instance).", show_default=False)] = None,
     num_cpus: Annotated[float, typer.Option(help="Ray: CPUs per seed.")] = _S.num_cpus,
@@ -59,7 +59,7 @@ def seed_sweep(
     timeout_min: Annotated[int, typer.Option(help="submitit: minutes per seed.")] = _S.timeout_min,
     select: Annotated[str, typer.Option(help="Metric that chooses the best seed (validation data).")] = _S.select,
     report: Annotated[str, typer.Option(help="Metric reported for the chosen seed (test data).")] = _S.report,
-    mode: Annotated[str, typer.Option(help="max or min: which direction is better.")] = _S.mode,
+    mode: Annotated[Literal[MODES], typer.Option(help="Which direction of the metric is better.")] = _S.mode,
     top_k: Annotated[int, typer.Option(help="How many top seeds to list for ensemble-vote.")] = _S.top_k,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a sweep folder: finished seeds are not rerun.",
                                                    show_default=False)] = None,

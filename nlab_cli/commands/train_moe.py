@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.options import build_config
-from phases.moe.config import TrainMoEConfig
+from phases.moe.config import ASSIGNMENTS, DATASETS, OPTIMIZERS, ROUTERS, SELECTS, STRATEGIES, TrainMoEConfig
 
 _C = TrainMoEConfig()
 _DATA, _MODEL, _ROUTING, _TRAIN = "Data", "Model", "Routing", "Training"
@@ -21,7 +21,7 @@ def _opt(help: str, panel: str, **kw):
 
 def train_moe(
     ctx: typer.Context,
-    dataset: Annotated[str, _opt("digits (embedded), sst2, cifar10 or cifar100.", _DATA)] = _C.dataset,
+    dataset: Annotated[Literal[DATASETS], _opt("The dataset (digits is embedded).", _DATA)] = _C.dataset,
     tasks: Annotated[Optional[str], _opt("Several datasets trained together, e.g. digits,sst2 (a head per task, "
                                          "task-conditioned gating); overrides --dataset.", _DATA,
                                          show_default=False)] = None,
@@ -31,7 +31,7 @@ def train_moe(
                                                "subset, for quick runs).", _DATA, show_default=False)] = None,
     experts: Annotated[int, _opt("Number of MLP experts.", _MODEL)] = _C.experts,
     top_k: Annotated[int, _opt("Experts per item; their gates are renormalised to sum to 1.", _MODEL)] = _C.top_k,
-    router: Annotated[str, _opt("linear, or deep (an MLP).", _MODEL)] = _C.router,
+    router: Annotated[Literal[ROUTERS], _opt("linear, or deep (an MLP).", _MODEL)] = _C.router,
     router_hidden: Annotated[int, _opt("Hidden size of the deep router.", _MODEL)] = _C.router_hidden,
     d_model: Annotated[int, _opt("Feature size between backbone, experts and heads.", _MODEL)] = _C.d_model,
     expert_hidden: Annotated[int, _opt("Hidden size of each expert MLP.", _MODEL)] = _C.expert_hidden,
@@ -44,11 +44,12 @@ def train_moe(
                                      "--mask-layout).", _MODEL)] = _C.task_masks,
     mask_layout: Annotated[Optional[str], _opt("Experts per task in --tasks order, e.g. 0-5/6-11 or 0-7/4-11 "
                                                "(implies --task-masks).", _MODEL, show_default=False)] = None,
-    strategy: Annotated[str, _opt("joint (end to end), supervised (router learns the class->expert assignment "
-                                  "only), mixed (joint + routing loss), two-phase (experts on their assigned "
-                                  "classes, then the router with experts frozen).", _ROUTING)] = _C.strategy,
-    assignment: Annotated[str, _opt("Class->expert assignment: auto (CIFAR-100 superclasses, else class mod "
-                                    "experts), mod, coarse.", _ROUTING)] = _C.assignment,
+    strategy: Annotated[Literal[STRATEGIES], _opt(
+        "joint (end to end), supervised (router learns the class->expert assignment only), mixed (joint + routing "
+        "loss), two-phase (experts on their assigned classes, then the router with experts frozen).",
+        _ROUTING)] = _C.strategy,
+    assignment: Annotated[Literal[ASSIGNMENTS], _opt("Class->expert assignment: auto (CIFAR-100 superclasses, else "
+                                                     "class mod experts), mod, coarse.", _ROUTING)] = _C.assignment,
     route_weight: Annotated[float, _opt("Weight of the routing cross-entropy toward the assignment.",
                                         _ROUTING)] = _C.route_weight,
     phase1_epochs: Annotated[Optional[int], _opt("two-phase: epochs of expert training (default: half).",
@@ -56,7 +57,7 @@ def train_moe(
     balance_coef: Annotated[float, _opt("Coefficient of the Switch load-balancing loss.",
                                         _ROUTING)] = _C.balance_coef,
     z_coef: Annotated[float, _opt("Coefficient of the router z-loss.", _ROUTING)] = _C.z_coef,
-    optimizer: Annotated[str, _opt("adamw, or sgd (momentum, Nesterov).", _TRAIN)] = _C.optimizer,
+    optimizer: Annotated[Literal[OPTIMIZERS], _opt("adamw, or sgd (momentum, Nesterov).", _TRAIN)] = _C.optimizer,
     lr: Annotated[Optional[float], _opt("Peak learning rate (default: 4e-3 adamw, 0.05 sgd); warmup, then "
                                         "cosine decay to 1%.", _TRAIN, show_default=False)] = None,
     weight_decay: Annotated[Optional[float], _opt("Weight decay of matrices and kernels (default: 0.05 adamw, "
@@ -70,7 +71,7 @@ def train_moe(
     warmup_epochs: Annotated[float, _opt("Linear learning-rate warmup, in epochs.", _TRAIN)] = _C.warmup_epochs,
     grad_clip: Annotated[float, _opt("Clip the gradient norm to this (0: off).", _TRAIN)] = _C.grad_clip,
     eval_batch_size: Annotated[int, _opt("Batch size of evaluation.", _TRAIN)] = _C.eval_batch_size,
-    select: Annotated[str, _opt("The epoch whose weights are reported on test: best-val (the best validation "
+    select: Annotated[Literal[SELECTS], _opt("The epoch whose weights are reported on test: best-val (the best validation "
                                 "accuracy) or last.", _TRAIN)] = _C.select,
     compile: Annotated[bool, _opt("torch.compile the backbones.", _TRAIN)] = _C.compile,
     resume: Annotated[Optional[Path], _opt("Continue this run folder from its last epoch checkpoint, exactly; "

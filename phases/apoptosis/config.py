@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from phases.core.options import at_least, choice, in_range, positive
+
+DATASETS = ("tinyshakespeare", "wikitext2")  # char-level corpora (the registry's other datasets are not text)
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
 FITNESSES = ("grad_activation", "activation", "weight_magnitude", "utility")
 CROSSOVERS = ("uniform", "weighted")
@@ -15,43 +18,45 @@ CROSSOVERS = ("uniform", "weighted")
 @dataclass
 class ApoptosisConfig:
     # data and model (nanoGPT's names)
-    dataset: str = "tinyshakespeare"
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
+    dataset: str = choice("tinyshakespeare", DATASETS)
+    n_layer: int = at_least(1, 4)
+    n_head: int = at_least(1, 4)
+    n_embd: int = at_least(1, 128)
+    block_size: int = at_least(1, 64)
+    dropout: float = in_range(0.0, 0, 1, hi_open=True)
     bias: bool = False
     # optimisation (nanoGPT's train.py and config/train_shakespeare_char.py)
-    batch_size: int = 12
-    max_iters: int = 2000
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int | None = None  # None: max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_iters: int = 20
-    log_interval: int = 10
+    batch_size: int = at_least(1, 12)
+    max_iters: int = at_least(1, 2000)
+    lr: float = positive(1e-3)
+    min_lr: float = at_least(0, 1e-4)  # and at most --lr (checked by the phase)
+    warmup_iters: int = at_least(0, 100)
+    lr_decay_iters: int | None = at_least(1, None)  # None: max_iters
+    weight_decay: float = at_least(0, 0.1)
+    beta1: float = in_range(0.9, 0, 1, hi_open=True)
+    beta2: float = in_range(0.99, 0, 1, hi_open=True)
+    grad_clip: float = at_least(0, 1.0)
+    eval_interval: int = at_least(1, 250)
+    eval_iters: int = at_least(1, 20)
+    log_interval: int = at_least(1, 10)
     # neuron turnover
-    strategy: str = "none"
-    interval: int = 500  # steps between events
-    prune_rate: float = 0.05  # fraction of each MLP's neurons that dies per event (standard, functional, crossover)
-    turnover_rate: float = 0.05  # births and deaths per event (hybrid); births per event (growth)
-    fitness: str = "grad_activation"
-    fitness_decay: float = 0.99  # EMA decay of the tracked fitness
-    maturity: int = 250  # neurons younger than this many steps are never killed
-    mutation_strength: float = 0.1  # newborn's incoming weights = parent's + noise of this x the weights' std
-    preservation_steps: int = 0  # functional: steps fitting the newborns to the dying neurons' outputs
+    strategy: str = choice("none", STRATEGIES)
+    interval: int = at_least(1, 500)  # steps between events
+    # fraction of each MLP's neurons that dies per event (standard, functional, crossover)
+    prune_rate: float = in_range(0.05, 0, 0.5, lo_open=True)
+    # births and deaths per event (hybrid); births per event (growth)
+    turnover_rate: float = in_range(0.05, 0, 0.5, lo_open=True)
+    fitness: str = choice("grad_activation", FITNESSES)
+    fitness_decay: float = in_range(0.99, 0, 1, lo_open=True, hi_open=True)  # EMA decay of the tracked fitness
+    maturity: int = at_least(0, 250)  # neurons younger than this many steps are never killed
+    mutation_strength: float = at_least(0, 0.1)  # newborn's incoming weights = parent's + noise x the weights' std
+    preservation_steps: int = at_least(0, 0)  # functional: steps fitting the newborns to the dying neurons' outputs
     max_width: int | None = None  # growth: the widest an MLP may grow (None: twice its initial width)
-    crossover: str = "uniform"
-    spike_window: int = 25  # training steps before/after an event compared for the spike factor
+    crossover: str = choice("uniform", CROSSOVERS)
+    spike_window: int = at_least(1, 25)  # training steps before/after an event compared for the spike factor
     # output
-    sample: int = 0  # characters to generate at the end
-    temperature: float = 0.8  # 0: greedy
+    sample: int = at_least(0, 0)  # characters to generate at the end
+    temperature: float = at_least(0, 0.8)  # 0: greedy
     # common
     device: str = "auto"
     seed: int = 1337

@@ -6,49 +6,22 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from phases.apoptosis.config import CROSSOVERS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import ApoptosisConfig
 from phases.core import data, render
 from phases.core.errors import InputError
-from phases.core.runs import Run, check_run_name
+from phases.core.options import check_options
+from phases.core.runs import Run
 
 PHASE = "apoptosis"
 
 
-def _one_of(option: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{option} {value!r} is not known", f"use one of: {', '.join(allowed)}")
-
-
 def _check(c: ApoptosisConfig) -> None:
-    _one_of("--strategy", c.strategy, STRATEGIES)
-    _one_of("--fitness", c.fitness, FITNESSES)
-    _one_of("--crossover", c.crossover, CROSSOVERS)
-    for option, value in (("--n-layer", c.n_layer), ("--n-head", c.n_head), ("--n-embd", c.n_embd),
-                          ("--block-size", c.block_size), ("--batch-size", c.batch_size),
-                          ("--max-iters", c.max_iters), ("--eval-interval", c.eval_interval),
-                          ("--eval-iters", c.eval_iters), ("--log-interval", c.log_interval),
-                          ("--interval", c.interval), ("--spike-window", c.spike_window)):
-        if value < 1:
-            raise InputError(f"{option} {value}: must be at least 1", "use a positive number")
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.n_embd % c.n_head:
         raise InputError(f"--n-embd {c.n_embd} is not divisible by --n-head {c.n_head}",
                          "pick a width that is a multiple of the number of heads")
-    for option, value in (("--prune-rate", c.prune_rate), ("--turnover-rate", c.turnover_rate)):
-        if not 0 < value <= 0.5:
-            raise InputError(f"{option} {value}: must be in (0, 0.5]", "use a fraction such as 0.05")
-    if not c.lr > 0 or not 0 <= c.min_lr <= c.lr:
-        raise InputError(f"--lr {c.lr} / --min-lr {c.min_lr}: need lr > 0 and 0 <= min-lr <= lr",
-                         "use e.g. --lr 1e-3 --min-lr 1e-4")
-    if c.warmup_iters < 0 or (c.lr_decay_iters is not None and c.lr_decay_iters < 1):
-        raise InputError("--warmup-iters must be >= 0 and --lr-decay-iters >= 1", "use the defaults")
-    if not 0 <= c.dropout < 1 or c.weight_decay < 0 or c.grad_clip < 0:
-        raise InputError("--dropout must be in [0, 1), --weight-decay and --grad-clip >= 0", "use the defaults")
-    if not (0 <= c.beta1 < 1 and 0 <= c.beta2 < 1):
-        raise InputError(f"--beta1 {c.beta1} / --beta2 {c.beta2}: must be in [0, 1)", "use 0.9 and 0.99")
-    if not 0 < c.fitness_decay < 1:
-        raise InputError(f"--fitness-decay {c.fitness_decay}: must be in (0, 1)", "use e.g. 0.99")
-    if c.maturity < 0 or c.mutation_strength < 0 or c.preservation_steps < 0:
-        raise InputError("--maturity, --mutation-strength and --preservation-steps must be >= 0", "use the defaults")
+    if c.min_lr > c.lr:
+        raise InputError(f"--min-lr {c.min_lr}: must be at most --lr ({c.lr})", "use e.g. --lr 1e-3 --min-lr 1e-4")
     if c.preservation_steps and c.strategy != "functional":
         raise InputError(f"--preservation-steps applies to --strategy functional, not {c.strategy}",
                          "leave it out, or use --strategy functional")
@@ -59,12 +32,6 @@ def _check(c: ApoptosisConfig) -> None:
     if c.strategy != "none" and c.interval >= c.max_iters:
         raise InputError(f"--interval {c.interval} with --max-iters {c.max_iters}: no event would happen",
                          "use an --interval below --max-iters")
-    if c.sample < 0 or c.temperature < 0:
-        raise InputError("--sample and --temperature must be >= 0", "use e.g. --sample 500 --temperature 0.8")
-    if c.resume is not None and (c.out is not None or c.name is not None):
-        raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
-                         "leave out --out and --name")
-    check_run_name(c.name)
 
 
 def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:

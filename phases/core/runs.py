@@ -26,11 +26,11 @@ from typing import Any, Iterable
 
 from phases.core import paths, provenance
 from phases.core.errors import InputError, NlabError
+from phases.core.options import check_run_name
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
 # A resumed run lives in its own folder: these never take part in the comparison with the saved config.
 RESUME_ALWAYS_DIFFER = ("resume", "out", "name")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _now() -> str:
@@ -57,12 +57,6 @@ def _git_commit() -> dict | None:
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def check_run_name(name: str | None) -> None:
-    if name is not None and not _NAME_RE.match(name):
-        raise InputError(f"--name {name!r} is not a usable folder name",
-                         "use letters, digits, '.', '_' or '-' (at most 64 characters)")
 
 
 def _unique_run_dir(root: Path, name: str | None) -> Path:
@@ -166,9 +160,6 @@ class Run:
         phase once known). A completed run is refused unless `completed_ok` (a sweep's resume summarises again)."""
         if config.resume is None:
             return cls.create(phase, record, out=config.out, name=config.name)
-        if config.out is not None or config.name is not None:
-            raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
-                             "leave out --out and --name")
         run = cls.resume(config.resume, phase)
         run.check_same_config(record, getattr(config, "resume_may_differ", ()), later)
         if not completed_ok:

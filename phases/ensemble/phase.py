@@ -18,9 +18,10 @@ from phases.core.answers import canonical, same_answer
 from phases.core.compare import paired_correctness
 from phases.core.errors import InputError
 from phases.core.jsonio import iter_jsonl_numbered
+from phases.core.options import check_options
 from phases.core.runs import Run, load_run_dir
-from phases.core.voting import TIE_BREAKS, majority_vote, soft_vote
-from phases.ensemble.config import METHODS, EnsembleConfig
+from phases.core.voting import majority_vote, soft_vote
+from phases.ensemble.config import EnsembleConfig
 
 PHASE = "ensemble-vote"
 
@@ -60,12 +61,7 @@ def _load_predictions(run_dir: Path) -> dict[str, dict]:
 
 
 def _check(c: EnsembleConfig, members: list[Path]) -> None:
-    if c.method not in METHODS:
-        raise InputError(f"--method {c.method!r}: unknown", f"use one of: {', '.join(METHODS)}")
-    if c.tie_break not in TIE_BREAKS:
-        raise InputError(f"--tie-break {c.tie_break!r}: unknown", f"use one of: {', '.join(TIE_BREAKS)}")
-    if c.top_k < 1:
-        raise InputError(f"--top-k {c.top_k}: must be at least 1", "use e.g. --top-k 3")
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if len(members) < 2:
         raise InputError(f"{len(members)} run(s) given: a vote needs at least 2",
                          "pass two or more run folders, or --from-sweep SWEEP --top-k 3")

@@ -11,9 +11,9 @@ from phases.core import render
 from phases.core.device import device_name, prepare
 from phases.core.errors import InputError
 from phases.core.jsonio import read_json, read_jsonl
-from phases.core.runs import Run, check_run_name
-from phases.ewc.config import (CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, MODELS,
-                               SCENARIOS, EwcConfig)
+from phases.core.options import check_options, not_one_of
+from phases.core.runs import Run
+from phases.ewc.config import CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, EwcConfig
 
 PHASE = "ewc"
 
@@ -21,10 +21,10 @@ PHASE = "ewc"
 def parse_methods(text: str) -> list[str]:
     methods = [m.strip() for m in text.split(",") if m.strip()]
     if not methods:
-        raise InputError("--method: no method given", f"choose one or more of {', '.join(METHODS)}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"--method: unknown method(s) {', '.join(unknown)}", f"choose from {', '.join(METHODS)}")
+        raise InputError(f"--method {text!r}: no method given", f"choose one or more of: {', '.join(METHODS)}")
+    for m in methods:
+        if m not in METHODS:
+            raise not_one_of("--method", m, METHODS, "a comma-separated list of them, e.g. --method naive,ewc")
     if len(set(methods)) != len(methods):
         raise InputError(f"--method {text!r}: a method is named twice", "name each method once")
     return methods
@@ -32,46 +32,16 @@ def parse_methods(text: str) -> list[str]:
 
 def check(c: EwcConfig) -> list[str]:
     """Every option that can be checked without data; returns the methods."""
-    if c.scenario not in SCENARIOS:
-        raise InputError(f"--scenario {c.scenario!r}: unknown scenario", f"choose from {', '.join(SCENARIOS)}")
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     methods = parse_methods(c.methods)
     for m in methods:
         if m in CURRICULUM_METHODS and c.scenario not in CURRICULUM_SCENARIOS:
             raise InputError(f"--method {m} does not apply to --scenario {c.scenario}: it needs a base/modified "
                              f"curriculum ({', '.join(CURRICULUM_SCENARIOS)})",
                              f"use naive, ewc, l2 or replay here, or --scenario scan for {m}")
-    if c.model not in MODELS:
-        raise InputError(f"--model {c.model!r}: unknown model family", f"choose from {', '.join(MODELS)}")
     if c.model != "mlp" and c.scenario not in MODEL_SCENARIOS:
         raise InputError(f"--model {c.model} does not apply to --scenario {c.scenario} (it fixes its own model)",
                          f"--model chooses only in {', '.join(MODEL_SCENARIOS)}")
-    if c.heads not in ("multi", "single"):
-        raise InputError(f"--heads {c.heads!r}: use multi or single", "multi: a head per task; single: one head")
-    if c.ewc_lambda < 0:
-        raise InputError(f"--ewc-lambda {c.ewc_lambda}: must be >= 0", "a negative penalty rewards moving away; "
-                                                                       "use e.g. --ewc-lambda 1000")
-    if c.ewc_mode not in ("separate", "online"):
-        raise InputError(f"--ewc-mode {c.ewc_mode!r}: use separate or online", "e.g. --ewc-mode online --gamma 0.9")
-    if not 0 <= c.gamma <= 1:
-        raise InputError(f"--gamma {c.gamma}: must be in [0, 1]", "the share of old importance kept, e.g. 0.9")
-    if c.fisher not in ("empirical", "batch"):
-        raise InputError(f"--fisher {c.fisher!r}: use empirical or batch", "empirical: per-sample squared gradients")
-    positive = {"--fisher-samples": c.fisher_samples, "--fisher-batch": c.fisher_batch, "--buffer-size": c.buffer_size,
-                "--batch-size": c.batch_size, "--log-interval": c.log_interval, "--tasks-count": c.tasks_count,
-                "--spike-window": c.spike_window, "--hidden": c.hidden, "--n-layer": c.n_layer, "--n-head": c.n_head,
-                "--n-embd": c.n_embd, "--block-size": c.block_size, "--scan-max-actions": c.scan_max_actions}
-    for opt, v in [*positive.items(), ("--steps", c.steps), ("--train-limit", c.train_limit),
-                   ("--eval-limit", c.eval_limit), ("--eval-interval", c.eval_interval),
-                   ("--replay-batch", c.replay_batch)]:
-        if v is not None and v < 1:
-            raise InputError(f"{opt} {v}: must be at least 1", f"give {opt} a positive number")
-    if c.tasks_count < 2:
-        raise InputError(f"--tasks-count {c.tasks_count}: a sequence needs at least 2 tasks", "e.g. --tasks-count 5")
-    if c.lr is not None and c.lr <= 0:
-        raise InputError(f"--lr {c.lr}: must be positive", "e.g. --lr 1e-3")
-    if c.gate_penalty < 0:
-        raise InputError(f"--gate-penalty {c.gate_penalty}: must be >= 0", "e.g. --gate-penalty 0.01")
-    check_run_name(c.name)
     if c.scenario in CURRICULUM_SCENARIOS:
         from phases.ewc.scenarios import parse_mix
 

@@ -6,35 +6,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from phases.core.options import at_least, choice, positive
+from phases.gsm8k.prompts import preset_names
+
+BACKENDS = ("transformers", "openai")
+DTYPES = ("auto", "bfloat16", "float32")
+PRESETS = tuple(preset_names())  # the files in phases/gsm8k/presets: a new preset is a new file
+SPLITS = ("test", "train")
+
 
 @dataclass
 class EvalConfig:
     model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # hub id, model folder or .gguf file (openai: served name)
-    backend: str = "transformers"  # or "openai"
+    backend: str = choice("transformers", BACKENDS)
     adapters: list[str] = field(default_factory=list)  # peft LoRA folders, "PATH" or "NAME=PATH"
     use_adapter: str | None = None  # which adapter is active (needed when several are given)
-    dtype: str = "auto"  # auto: bfloat16 where the CPU/GPU computes it natively, else float32
+    dtype: str = choice("auto", DTYPES)  # auto: bfloat16 where the CPU/GPU computes it natively, else float32
     device: str = "auto"
-    preset: str = "lm-eval"  # lm-eval, chat, chat-fewshot (phases/gsm8k/presets/*.json)
+    preset: str = choice("lm-eval", PRESETS)
     template: str | None = None  # a .json prompt spec overriding the preset's fields, or a text question template
     shots: int | None = None  # default: the preset's
     max_new_tokens: int | None = None  # default: the preset's (256)
-    split: str = "test"
-    n: int = 1319  # problems, from --offset on
-    offset: int = 0
+    split: str = choice("test", SPLITS)
+    n: int = at_least(1, 1319)  # problems, from --offset on
+    offset: int = at_least(0, 0)
     data_dir: str | None = None
-    batch_size: int = 16  # sequences decoded together (problems x (1 + samples))
-    checkpoint_every: int = 50  # history point every k problems, in dataset order
-    samples: int = 0  # sampled completions per problem for maj@k (0: greedy only)
-    temperature: float = 0.7  # for the samples; the headline completion is always greedy
+    batch_size: int = at_least(1, 16)  # sequences decoded together (problems x (1 + samples))
+    checkpoint_every: int = at_least(1, 50)  # history point every k problems, in dataset order
+    samples: int = at_least(0, 0)  # sampled completions per problem for maj@k (0: greedy only)
+    temperature: float = at_least(0, 0.7)  # for the samples; the headline completion is always greedy
     seed: int = 0
     ppl: bool = False  # also the perplexity of the gold solutions
     api_base: str | None = None  # openai backend: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key (never written anywhere)
-    concurrency: int = 4  # openai backend: problems in flight
-    max_retries: int = 4
-    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
-    request_timeout: float = 300.0
+    concurrency: int = at_least(1, 4)  # openai backend: problems in flight
+    max_retries: int = at_least(0, 4)
+    retry_backoff: float = at_least(0, 1.0)  # seconds before the first retry; doubles each time
+    request_timeout: float = positive(300.0)
     extra_body: str | None = None  # JSON object merged into every request (e.g. {"top_k": 1})
     resume: str | None = None
     out: str | None = None

@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 
 from phases.core.errors import InputError
+from phases.gsm8k.config import DTYPES
 
-DTYPES = ("auto", "bfloat16", "float32")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -18,39 +18,24 @@ from phases.core import render
 from phases.core.data import load
 from phases.core.errors import InputError
 from phases.core.jsonio import iter_jsonl
-from phases.core.runs import Run, check_run_name
+from phases.core.options import check_options
+from phases.core.runs import Run
 from phases.gsm8k.config import EvalConfig
 from phases.gsm8k.extract import INVALID
 from phases.gsm8k.items import Backend, Item
-from phases.gsm8k.models import DTYPES
 from phases.gsm8k.metrics import checkpoint, record, summary
 from phases.gsm8k.prompts import PromptSpec, build_prompt, resolve_spec, shot_draws
 
 PHASE = "eval-gsm8k"
-BACKENDS = ("transformers", "openai")
-SPLITS = ("test", "train")
 _EXTRA_BODY_HINT = 'pass a JSON object, e.g. \'{"top_k": 1, "repeat_penalty": 1.0}\''
 
 
 def _check(c: EvalConfig) -> dict:
     """Option checks that need no data or model. Returns the parsed --extra-body."""
-    check_run_name(c.name)
-    if c.backend not in BACKENDS:
-        raise InputError(f"--backend {c.backend!r}: unknown", f"use one of: {', '.join(BACKENDS)}")
-    if c.dtype not in DTYPES:
-        raise InputError(f"--dtype {c.dtype!r}: unknown", f"use one of: {', '.join(DTYPES)}")
-    if c.split not in SPLITS:
-        raise InputError(f"--split {c.split!r}: GSM8K has no such split", f"use one of: {', '.join(SPLITS)}")
-    for opt, value, low in (("--n", c.n, 1), ("--offset", c.offset, 0), ("--batch-size", c.batch_size, 1),
-                            ("--checkpoint-every", c.checkpoint_every, 1), ("--samples", c.samples, 0),
-                            ("--concurrency", c.concurrency, 1), ("--max-retries", c.max_retries, 0)):
-        if value < low:
-            raise InputError(f"{opt} {value}: must be at least {low}", f"pass {opt} {max(low, 1)} or more")
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.samples and not c.temperature > 0:
         raise InputError(f"--temperature {c.temperature}: sampling needs a temperature above 0",
                          "use e.g. --temperature 0.7")
-    if c.retry_backoff < 0 or c.request_timeout <= 0:
-        raise InputError("--retry-backoff must be >= 0 and --request-timeout > 0", "use the defaults")
     if c.out and not c.resume and Path(c.out).exists() and (not Path(c.out).is_dir() or any(Path(c.out).iterdir())):
         raise InputError(f"--out {c.out} already exists and is not an empty folder",
                          "choose a new folder, or continue that run with --resume")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from phases.core import render
 from phases.core.errors import InputError
+from phases.core.options import check_options
 from phases.core.runs import Run
 from phases.history.analyze import analyze
 from phases.history.config import HistoryConfig
@@ -17,17 +18,9 @@ PHASE = "analyze-history"
 
 
 def _check(c: HistoryConfig) -> None:
-    t = c.thresholds
+    check_options(c)  # each option's own range (declared in the config, thresholds included)
     if not c.inputs:
         raise InputError("no history given", "pass one or more run folders, history.jsonl or metrics.csv files")
-    if t.window < 1:
-        raise InputError(f"--window {t.window}: must be at least 1", "use the number of logged points per window")
-    if t.patience < 1:
-        raise InputError(f"--patience {t.patience}: must be at least 1", "use e.g. --patience 3")
-    if t.spike_threshold <= 1:
-        raise InputError(f"--spike-threshold {t.spike_threshold}: must be above 1", "use e.g. 2.0 (a doubling)")
-    if t.stagnation_tol <= 0 or t.forgetting_threshold < 0:
-        raise InputError("--stagnation-tol must be > 0 and --forgetting-threshold >= 0", "use the defaults")
 
 
 def run(config: HistoryConfig) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from phases.core.options import at_least, choice, in_range, positive
+
 DATASETS = ("digits", "sst2", "cifar10", "cifar100")
 STRATEGIES = ("joint", "supervised", "two-phase", "mixed")
 ROUTERS = ("linear", "deep")
@@ -21,43 +23,47 @@ DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
 @dataclass
 class TrainMoEConfig:
     # data
-    dataset: str = "digits"
+    dataset: str = choice("digits", DATASETS)
     tasks: str | None = None  # comma-separated datasets trained together (multi-task); overrides --dataset
-    val_fraction: float = 0.1  # held out from the training split for validation (selection), fixed by the seed
-    train_limit: int | None = None  # at most this many training items per task (stratified subset; quick runs)
+    # held out from the training split for validation (selection), fixed by the seed
+    val_fraction: float = in_range(0.1, 0, 0.5, lo_open=True)
+    # at most this many training items per task (stratified subset; quick runs)
+    train_limit: int | None = at_least(1, None)
     data_dir: str | None = None
     # model
-    experts: int = 12
-    top_k: int = 2
-    router: str = "linear"
-    router_hidden: int = 128
-    d_model: int = 128
-    expert_hidden: int = 256
-    width: float = 1.0
-    dropout: float = 0.1
-    capacity_factor: float = 0.0  # 0: dropless
+    experts: int = at_least(1, 12)
+    top_k: int = at_least(1, 2)  # and at most --experts (checked by the phase)
+    router: str = choice("linear", ROUTERS)
+    router_hidden: int = at_least(1, 128)
+    d_model: int = at_least(1, 128)
+    expert_hidden: int = at_least(1, 256)
+    width: float = positive(1.0)
+    dropout: float = in_range(0.1, 0, 1, hi_open=True)
+    capacity_factor: float = at_least(0, 0.0)  # 0: dropless
     task_masks: bool = False  # multi-task: each task sees only its own experts
     mask_layout: str | None = None  # e.g. "0-5/6-11": experts per task, in --tasks order (default: an even split)
     # routing
-    strategy: str = "joint"
-    assignment: str = "auto"  # class -> expert for supervised routing: mod, coarse (CIFAR-100 superclasses)
-    route_weight: float = 1.0  # weight of the routing cross-entropy (supervised, mixed, two-phase)
+    strategy: str = choice("joint", STRATEGIES)
+    # class -> expert for supervised routing: mod, coarse (CIFAR-100 superclasses)
+    assignment: str = choice("auto", ASSIGNMENTS)
+    route_weight: float = at_least(0, 1.0)  # weight of the routing cross-entropy (supervised, mixed, two-phase)
     phase1_epochs: int | None = None  # two-phase: epochs of expert training (default: half the epochs)
-    balance_coef: float = 0.01
-    z_coef: float = 0.001
+    balance_coef: float = at_least(0, 0.01)
+    z_coef: float = at_least(0, 0.001)
     # training
-    optimizer: str = "adamw"
-    lr: float | None = None  # default: 4e-3 for adamw, 0.05 for sgd
-    weight_decay: float | None = None  # default: 0.05 for adamw, 5e-4 for sgd
-    momentum: float = 0.9
+    optimizer: str = choice("adamw", OPTIMIZERS)
+    lr: float | None = positive(None)  # default: 4e-3 for adamw, 0.05 for sgd
+    weight_decay: float | None = at_least(0, None)  # default: 0.05 for adamw, 5e-4 for sgd
+    momentum: float = in_range(0.9, 0, 1, hi_open=True)
     nesterov: bool = True
-    label_smoothing: float = 0.0
-    epochs: int | None = None  # default per dataset: digits 30, sst2 4, cifar10 30, cifar100 40 (multi-task: min)
-    batch_size: int = 64
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0  # 0: off
-    eval_batch_size: int = 512
-    select: str = "best-val"  # the epoch evaluated on test: best validation accuracy, or the last
+    label_smoothing: float = in_range(0.0, 0, 1, hi_open=True)
+    # default per dataset: digits 30, sst2 4, cifar10 30, cifar100 40 (multi-task: min)
+    epochs: int | None = at_least(1, None)
+    batch_size: int = at_least(2, 64, "use at least 2 (batch norm needs more than one item)")
+    warmup_epochs: float = at_least(0, 1.0)
+    grad_clip: float = at_least(0, 1.0)  # 0: off
+    eval_batch_size: int = at_least(1, 512)
+    select: str = choice("best-val", SELECTS)  # the epoch evaluated on test: best validation accuracy, or the last
     # run
     device: str = "auto"
     seed: int = 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from phases.core.errors import InputError
-from phases.moe.config import (ASSIGNMENTS, DATASETS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS,
-                               ROUTERS, STRATEGIES, TrainMoEConfig)
+from phases.core.options import check_options, not_one_of
+from phases.moe.config import DATASETS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainMoEConfig
 
 
 @dataclass
@@ -26,26 +26,16 @@ class Plan:
         return len(self.tasks) > 1
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> None:
-    if value not in allowed:
-        raise InputError(f"{option} {value!r}: not a valid choice", f"use one of: {', '.join(allowed)}")
-
-
-def _at_least(value, low, option: str, hint: str, strict: bool = False) -> None:
-    if value is not None and (value <= low if strict else value < low):
-        raise InputError(f"{option} {value}: must be {'above' if strict else 'at least'} {low}", hint)
-
-
 def parse_tasks(c: TrainMoEConfig) -> tuple[list[str], str]:
     """(task names, the option they came from)."""
     if c.tasks is None:
-        _choice(c.dataset, DATASETS, "--dataset")
-        return [c.dataset], "--dataset"
+        return [c.dataset], "--dataset"  # a choice, checked with the other options
     names = [t.strip() for t in c.tasks.split(",")]
     if not all(names):
         raise InputError(f"--tasks {c.tasks!r}: empty task name", "list datasets separated by commas: digits,sst2")
     for name in names:
-        _choice(name, DATASETS, "--tasks")
+        if name not in DATASETS:
+            raise not_one_of("--tasks", name, DATASETS, "a comma-separated list of them, e.g. --tasks digits,sst2")
     if len(set(names)) != len(names):
         raise InputError(f"--tasks {c.tasks!r}: a dataset is listed twice", "list each dataset once")
     return names, "--tasks"
@@ -94,32 +84,11 @@ def task_masks(c: TrainMoEConfig, tasks: list[str]) -> list[list[int]]:
 
 
 def resolve(c: TrainMoEConfig) -> Plan:
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     tasks, _ = parse_tasks(c)
-    _choice(c.strategy, STRATEGIES, "--strategy")
-    _choice(c.router, ROUTERS, "--router")
-    _choice(c.optimizer, OPTIMIZERS, "--optimizer")
-    _choice(c.assignment, ASSIGNMENTS, "--assignment")
-    _at_least(c.experts, 1, "--experts", "use at least one expert (default 12)")
-    if not 1 <= c.top_k <= c.experts:
-        raise InputError(f"--top-k {c.top_k}: must be between 1 and --experts ({c.experts})",
+    if c.top_k > c.experts:
+        raise InputError(f"--top-k {c.top_k}: must be at most --experts ({c.experts})",
                          "choose a top-k no larger than the number of experts")
-    for value, option in ((c.router_hidden, "--router-hidden"), (c.d_model, "--d-model"),
-                          (c.expert_hidden, "--expert-hidden"), (c.eval_batch_size, "--eval-batch-size"),
-                          (c.train_limit, "--train-limit"), (c.epochs, "--epochs")):
-        _at_least(value, 1, option, "use a positive number")
-    _at_least(c.batch_size, 2, "--batch-size", "use at least 2 (batch norm needs more than one item)")
-    for value, option in ((c.width, "--width"), (c.lr, "--lr")):
-        _at_least(value, 0, option, "use a positive number", strict=True)
-    for value, option in ((c.capacity_factor, "--capacity-factor"), (c.balance_coef, "--balance-coef"),
-                          (c.z_coef, "--z-coef"), (c.route_weight, "--route-weight"), (c.warmup_epochs,
-                          "--warmup-epochs"), (c.grad_clip, "--grad-clip"), (c.weight_decay, "--weight-decay")):
-        _at_least(value, 0, option, "use a number >= 0")
-    for value, option in ((c.dropout, "--dropout"), (c.label_smoothing, "--label-smoothing"),
-                          (c.momentum, "--momentum")):
-        if not 0 <= value < 1:
-            raise InputError(f"{option} {value}: must be in [0, 1)", "use e.g. 0.1")
-    if not 0 < c.val_fraction <= 0.5:
-        raise InputError(f"--val-fraction {c.val_fraction}: must be in (0, 0.5]", "use e.g. 0.1")
     if c.strategy == "joint" and c.assignment != "auto":
         raise InputError(f"--assignment {c.assignment}: the joint strategy has no class -> expert assignment",
                          "use --strategy supervised, mixed or two-phase, or leave --assignment out")
@@ -139,8 +108,5 @@ def resolve(c: TrainMoEConfig) -> Plan:
     elif c.phase1_epochs is not None:
         raise InputError("--phase1-epochs: only the two-phase strategy has phases", "use --strategy two-phase")
     masks = task_masks(c, tasks) if (c.task_masks or c.mask_layout is not None) else None
-    if c.resume is not None and (c.out is not None or c.name is not None):
-        raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
-                         "leave out --out and --name when resuming")
     return Plan(tasks, epochs, c.lr or DEFAULT_LR[c.optimizer],
                 c.weight_decay if c.weight_decay is not None else DEFAULT_WEIGHT_DECAY[c.optimizer], phase1, masks)

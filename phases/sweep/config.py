@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from phases.core.options import at_least, choice
 from phases.registry import SWEEPABLE  # noqa: F401  (the phases a sweep can run: declared in the registry)
 
 LAUNCHERS = ("local", "ray", "submitit")
+MODES = ("max", "min")  # which direction of the metric is better
 
 
 @dataclass
@@ -17,17 +19,17 @@ class SweepConfig:
     seeds: int = 5
     seed_start: int = 0
     seed_list: list[int] | None = None
-    workers: int = 1  # local launcher: seeds run in parallel, CPU threads divided between them
-    launcher: str = "local"
+    workers: int = at_least(1, 1)  # local launcher: seeds run in parallel, CPU threads divided between them
+    launcher: str = choice("local", LAUNCHERS)
     ray_address: str | None = None  # None: a local Ray instance
-    num_cpus: float = 1.0  # ray: per seed
-    num_gpus: float = 0.0  # ray: per seed
+    num_cpus: float = at_least(0, 1.0)  # ray: per seed
+    num_gpus: float = at_least(0, 0.0)  # ray: per seed
     slurm_partition: str | None = None  # submitit: Slurm partition (local processes where Slurm is absent)
-    timeout_min: int = 60  # submitit: per seed
+    timeout_min: int = at_least(1, 60)  # submitit: per seed
     select: str = "val_acc"  # chooses the best seed
     report: str = "test_acc"  # reported for the chosen seed, never used to choose
-    mode: str = "max"
-    top_k: int = 3
+    mode: str = choice("max", MODES, "max for accuracies, min for losses")
+    top_k: int = at_least(1, 3)
     resume: str | None = None
     out: str | None = None
     name: str | None = None

@@ -15,15 +15,17 @@ import numpy as np
 from phases.core import render
 from phases.core.errors import InputError, RunFailed
 from phases.core.jsonio import read_json
-from phases.core.runs import Run, check_run_name
+from phases.core.options import check_options
+from phases.core.runs import Run
 from phases.sweep import launch, stats
-from phases.sweep.config import LAUNCHERS, SWEEPABLE, SweepConfig
+from phases.sweep.config import SWEEPABLE, SweepConfig
 
 PHASE = "seed-sweep"
 _CONTROLLED = ("--seed", "--out", "--json", "--resume", "--name")
 
 
 def _check(c: SweepConfig) -> None:
+    check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.phase not in SWEEPABLE:
         raise InputError(f"seed-sweep {c.phase!r}: not a phase a sweep can run", f"use one of: {', '.join(SWEEPABLE)}")
     seeds = c.seed_values()
@@ -37,15 +39,6 @@ def _check(c: SweepConfig) -> None:
         if arg.split("=")[0] in _CONTROLLED:
             raise InputError(f"phase option {arg.split('=')[0]} is set by the sweep for every seed",
                              "remove it from the options after --")
-    if c.launcher not in LAUNCHERS:
-        raise InputError(f"--launcher {c.launcher!r}: unknown", f"use one of: {', '.join(LAUNCHERS)}")
-    if c.workers < 1:
-        raise InputError(f"--workers {c.workers}: must be at least 1", "use --workers 1 or more")
-    if c.mode not in ("max", "min"):
-        raise InputError(f"--mode {c.mode!r}: use max or min", "max for accuracies, min for losses")
-    if c.top_k < 1:
-        raise InputError(f"--top-k {c.top_k}: must be at least 1", "use e.g. --top-k 3")
-    check_run_name(c.name)
 
 
 def check_selection(phase: str, select: str, report: str) -> None:

@@ -16,6 +16,7 @@ from phases.core.data.images import ClassificationData
 from phases.core.data.registry import load, locate
 from phases.core.data.splits import holdout_split
 from phases.core.errors import InputError
+from phases.core.options import not_one_of
 
 CLASSIFICATION_DATASETS = ("digits", "sst2", "cifar10", "cifar100")
 
@@ -118,9 +119,8 @@ def prepare_task(name: str, data_dir: Path | str | None = None, val_fraction: fl
     """Load dataset `name` from the registry and split it. `val_fraction` of the training data is held out for
     validation (stratified, fixed by `seed`); `train_limit` keeps a stratified subset of what remains (quick runs).
     The test split is the dataset's own and is never subsampled."""
-    if name not in CLASSIFICATION_DATASETS:
-        raise InputError(f"{option} {name!r}: not a classification dataset",
-                         f"choose from {', '.join(CLASSIFICATION_DATASETS)}")
+    if name not in CLASSIFICATION_DATASETS:  # e.g. ewc --moe-tasks digits,tinyshakespeare
+        raise not_one_of(option, name, CLASSIFICATION_DATASETS, "these are the classification datasets")
     folder = locate(name, data_dir, option=option)
     data: ClassificationData = load(name, data_dir, option=option)
     n_train = len(data.train_y)
