@@ -22,6 +22,11 @@ DataDir = Annotated[Optional[Path], typer.Option(
 Json = Annotated[bool, typer.Option("--json", help="Print the final metrics as one JSON object on stdout.")]
 
 
+def opt(help: str, panel: str | None = None, *names: str, **kw) -> typer.Option:
+    """A command option with its help text and its panel in `--help` (and its flag names where they differ)."""
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
+
+
 def _print_error(message: str, hint: str | None = None) -> None:
     from rich.markup import escape
 

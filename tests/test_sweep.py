@@ -75,3 +75,27 @@ def test_ray_launcher_runs_seeds_on_a_local_ray(cli, nlab_home):
     assert m["n_completed"] == 2 and all(s["rerun"] for s in m["seeds"])
     for s in m["seeds"]:
         assert read_json(Path(s["run_dir"]) / "manifest.json")["status"] == "completed"
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--select", "test_acc", "--report", "test_acc"], "reported on the data it was chosen on"),
+    (["--select", "test_acc", "--report", "val_acc"], "--select test_acc: a test metric of train-moe"),
+    (["--select", "val_acc", "--report", "val_acc"], "reported on the data it was chosen on"),
+])
+def test_selection_on_test_data_refused_before_any_seed(cli, nlab_home, args, expect):
+    code, out, err = cli("seed-sweep", "train-moe", "--seeds", "2", *args, "--", "--epochs", "1")
+    assert code == 2 and expect in " ".join(err.split()) and out == "", err
+    assert not (nlab_home / "logs").exists()  # refused before anything ran or was written
+
+
+def test_phase_registry_is_the_one_list():
+    from nlab_cli.main import app
+    from phases import registry
+    from phases.sweep.config import SWEEPABLE
+
+    assert [c.name for c in app.registered_commands] == [p.command for p in registry.PHASES]
+    assert SWEEPABLE == ("train-moe", "apoptosis", "ewc", "eval-gsm8k")
+    moe = registry.get("train-moe")
+    assert moe.is_test_metric("test_acc") and moe.is_val_metric("val_acc") and not moe.is_test_metric("val_acc")
+    for p in registry.PHASES:  # every entry points at a real command and config
+        assert callable(p.load("cli")) and p.load("config").__dataclass_fields__

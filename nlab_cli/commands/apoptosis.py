@@ -8,15 +8,12 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.apoptosis.config import CROSSOVERS, DATASETS, FITNESSES, STRATEGIES, ApoptosisConfig
 
 _C = ApoptosisConfig()
 _MODEL, _OPT, _TURN = "Model and data", "Optimisation (nanoGPT's names)", "Neuron turnover"
-
-
-def _opt(help: str, panel: str, **kw):
-    return typer.Option(help=help, rich_help_panel=panel, **kw)
 
 
 def apoptosis(

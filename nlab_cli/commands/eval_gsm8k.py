@@ -9,15 +9,12 @@ import typer
 
 from nlab_cli.common import (DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
                              given_options)
+from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.gsm8k.config import BACKENDS, DTYPES, PRESETS, SPLITS, CompareConfig, EvalConfig
 
 _D = EvalConfig()
 _COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out"}
-
-
-def _opt(help: str, *names: str, **kw) -> typer.Option:
-    return typer.Option(*names, help=help, **kw)
 
 
 def eval_gsm8k(

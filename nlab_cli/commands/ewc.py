@@ -8,15 +8,12 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.ewc.config import EWC_MODES, FISHERS, HEADS, MODELS, SCENARIOS, EwcConfig
 
 _C = EwcConfig()
 _SCN, _MODEL, _TRAIN, _METHOD = "Scenario", "Model", "Training", "Methods"
-
-
-def _opt(help: str, panel: str, *names: str, **kw):
-    return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
 
 
 def ewc(

@@ -8,15 +8,12 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.moe.config import ASSIGNMENTS, DATASETS, OPTIMIZERS, ROUTERS, SELECTS, STRATEGIES, TrainMoEConfig
 
 _C = TrainMoEConfig()
 _DATA, _MODEL, _ROUTING, _TRAIN = "Data", "Model", "Routing", "Training"
-
-
-def _opt(help: str, panel: str, **kw):
-    return typer.Option(help=help, rich_help_panel=panel, **kw)
 
 
 def train_moe(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from phases.core.options import at_least, choice, in_range, positive
+from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
 
 DATASETS = ("tinyshakespeare", "wikitext2")  # char-level corpora (the registry's other datasets are not text)
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
@@ -16,7 +16,7 @@ CROSSOVERS = ("uniform", "weighted")
 
 
 @dataclass
-class ApoptosisConfig:
+class ApoptosisConfig(TrainingRunOptions):
     # data and model (nanoGPT's names)
     dataset: str = choice("tinyshakespeare", DATASETS)
     n_layer: int = at_least(1, 4)
@@ -57,15 +57,8 @@ class ApoptosisConfig:
     # output
     sample: int = at_least(0, 0)  # characters to generate at the end
     temperature: float = at_least(0, 0.8)  # 0: greedy
-    # common
-    device: str = "auto"
-    seed: int = 1337
-    deterministic: bool = False
     compile: bool = False
-    data_dir: str | None = None
-    out: str | None = None
-    name: str | None = None
-    resume: str | None = None  # a run folder to continue from its last checkpoint (the run's own options)
+    seed: int = 1337  # nanoGPT's
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "compile")

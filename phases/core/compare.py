@@ -7,23 +7,19 @@ counted as dropped). Out come the 2x2 counts, both accuracies, the difference A 
 interval (items resampled; phases.core.stats.paired_bootstrap_diff, seed 0), McNemar's exact p-value on the
 discordant items, whether the difference is beyond noise, and that verdict as a sentence.
 
-"Beyond noise" has two bases in use, kept as each caller had it: `basis="mcnemar"` (p < alpha; ewc and
-eval-gsm8k --compare) and `basis="bootstrap"` (the interval excludes zero; ensemble-vote). Both verdicts are
-returned (`mcnemar_beyond_noise`, `bootstrap_beyond_noise`); `beyond_noise` and the sentence follow `basis`.
+"Beyond noise" means one thing everywhere: McNemar's exact test on the discordant items rejects equal accuracy
+(p < alpha), the test made for paired right/wrong outcomes. The bootstrap interval says how large the difference
+is; the two agree except at the edge (`bootstrap_beyond_noise` reports whether the interval excludes zero).
 Statistics libraries are imported inside the function, so importing this module stays cheap."""
 
 from __future__ import annotations
 
 from typing import Hashable, Mapping
 
-BASES = ("mcnemar", "bootstrap")
-
 
 def paired_correctness(a: Mapping[Hashable, bool], b: Mapping[Hashable, bool], label_a: str = "A",
-                       label_b: str = "B", basis: str = "mcnemar", alpha: float = 0.05, seed: int = 0) -> dict:
+                       label_b: str = "B", alpha: float = 0.05, seed: int = 0) -> dict:
     """Paired comparison of two systems' per-item correctness over the ids they share (in `a`'s order)."""
-    if basis not in BASES:
-        raise ValueError(f"unknown basis {basis!r}; use one of {BASES}")
     from phases.core import stats
 
     ids = [k for k in a if k in b]
@@ -35,15 +31,13 @@ def paired_correctness(a: Mapping[Hashable, bool], b: Mapping[Hashable, bool], l
     nan = float("nan")
     diff, low, high = stats.paired_bootstrap_diff(x, y, seed=seed) if n else (nan, nan, nan)
     p = stats.mcnemar_exact(len(only_a), len(only_b))
-    verdicts = {"mcnemar": p < alpha, "bootstrap": n > 0 and stats.beyond_noise(low, high)}
     out = {
         "n_shared": n, "n_dropped": len(a) + len(b) - 2 * n, "n_only_in_a": len(a) - n, "n_only_in_b": len(b) - n,
         "both_right": both, "only_a_right": len(only_a), "only_b_right": len(only_b),
         "both_wrong": n - both - len(only_a) - len(only_b), "ids_only_a_right": only_a, "ids_only_b_right": only_b,
         "acc_a": sum(x) / n if n else nan, "acc_b": sum(y) / n if n else nan,
         "diff": diff, "diff_low": low, "diff_high": high, "mcnemar_p": p,
-        "mcnemar_beyond_noise": verdicts["mcnemar"], "bootstrap_beyond_noise": verdicts["bootstrap"],
-        "basis": basis, "beyond_noise": verdicts[basis],
+        "beyond_noise": p < alpha, "bootstrap_beyond_noise": n > 0 and stats.beyond_noise(low, high),
     }
     out["verdict"] = verdict(out, label_a, label_b)
     return out

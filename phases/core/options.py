@@ -145,3 +145,18 @@ def _check_fields(config: Any) -> None:
             raise InputError(f"{option} {value}: must be a finite number", hint)
         if rule is not None and not rule.admits(value):
             raise InputError(f"{option} {value}: {rule.describe()}", hint)
+
+
+@dataclass
+class TrainingRunOptions:
+    """The options every training phase shares (device, seed, determinism, where data is read and the run written,
+    --resume), declared once; a phase's config subclasses it and may give one another default (apoptosis's seed
+    is nanoGPT's 1337)."""
+
+    device: str = "auto"
+    seed: int = 0
+    deterministic: bool = False
+    data_dir: str | None = None
+    out: str | None = None
+    name: str | None = None
+    resume: str | None = None  # a run folder to continue (with its own options)

@@ -102,10 +102,8 @@ class Run:
                 raise InputError(f"--out {run_dir} already exists and is not an empty folder",
                                  "choose a new folder (phases with --resume can continue that run instead)")
             run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt_dir = run_dir / "checkpoints"
         else:
             run_dir = _unique_run_dir(paths.logs_dir() / phase, name)
-            ckpt_dir = paths.checkpoints_dir() / phase / run_dir.name
         manifest = {
             "phase": phase,
             "run_id": run_dir.name,

@@ -142,7 +142,7 @@ def _metrics(members, member_correct, ens_correct, preds, ids, c: EnsembleConfig
     ens_acc = float(ens_correct.mean())
     low, high = stats.wilson_interval(int(ens_correct.sum()), n)
     vs_best = paired_correctness(dict(zip(ids, ens_correct)), dict(zip(ids, member_correct[best])),
-                                 "the ensemble", "the best member", basis="bootstrap")
+                                 "the ensemble", "the best member")
     k = len(members)
     keys = [[canonical(p[i]["prediction"]) for i in ids] for p in preds]
     disagree = [[float(np.mean([a != b for a, b in zip(keys[x], keys[y])])) for y in range(k)] for x in range(k)]

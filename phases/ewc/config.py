@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from phases.core.options import at_least, choice, in_range, positive
+from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
 
 SCENARIOS = ("permuted-digits", "split-digits", "shakespeare-wikitext", "scan", "moe-multitask")
 METHODS = ("naive", "ewc", "l2", "replay", "mixed", "gated")
@@ -20,7 +20,7 @@ FISHERS = ("empirical", "batch")
 
 
 @dataclass
-class EwcConfig:
+class EwcConfig(TrainingRunOptions):
     scenario: str = choice("permuted-digits", SCENARIOS)
     methods: str = "naive,l2,ewc,replay"  # comma-separated, compared on identical data and seed
     # scenario data
@@ -65,14 +65,6 @@ class EwcConfig:
     # logged training-loss points on each side of a stage boundary for the spike factor
     spike_window: int = at_least(1, 5)
     heatmap: bool = True
-    # common
-    device: str = "auto"
-    seed: int = 0
-    deterministic: bool = False
-    data_dir: str | None = None
-    out: str | None = None
-    name: str | None = None
-    resume: str | None = None  # a run folder to continue: its finished methods are kept, the others rerun
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir")

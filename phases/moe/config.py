@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from phases.core.options import at_least, choice, in_range, positive
+from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
 
 DATASETS = ("digits", "sst2", "cifar10", "cifar100")
 STRATEGIES = ("joint", "supervised", "two-phase", "mixed")
@@ -21,7 +21,7 @@ DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-4}
 
 
 @dataclass
-class TrainMoEConfig:
+class TrainMoEConfig(TrainingRunOptions):
     # data
     dataset: str = choice("digits", DATASETS)
     tasks: str | None = None  # comma-separated datasets trained together (multi-task); overrides --dataset
@@ -29,7 +29,6 @@ class TrainMoEConfig:
     val_fraction: float = in_range(0.1, 0, 0.5, lo_open=True)
     # at most this many training items per task (stratified subset; quick runs)
     train_limit: int | None = at_least(1, None)
-    data_dir: str | None = None
     # model
     experts: int = at_least(1, 12)
     top_k: int = at_least(1, 2)  # and at most --experts (checked by the phase)
@@ -64,14 +63,7 @@ class TrainMoEConfig:
     grad_clip: float = at_least(0, 1.0)  # 0: off
     eval_batch_size: int = at_least(1, 512)
     select: str = choice("best-val", SELECTS)  # the epoch evaluated on test: best validation accuracy, or the last
-    # run
-    device: str = "auto"
-    seed: int = 0
-    deterministic: bool = False
     compile: bool = False
-    out: str | None = None
-    name: str | None = None
-    resume: str | None = None
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "data_paths", "compile", "eval_batch_size")

@@ -117,12 +117,6 @@ class GPT(nn.Module):
     def mlps(self) -> list[MLP]:
         return [block.mlp for block in self.transformer.h]
 
-    def get_num_params(self, non_embedding: bool = True) -> int:
-        """Parameter count; position embeddings are left out by default (the token embeddings are tied to the
-        output layer, so they count), as in nanoGPT."""
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
-
     def _init_weights(self, module):
         if isinstance(module, nn.Linear):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)

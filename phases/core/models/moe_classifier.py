@@ -70,7 +70,6 @@ def class_assignment(tasks: list[TaskData], allowed: torch.Tensor, scheme: str) 
 class MoEClassifier(nn.Module):
     def __init__(self, tasks: list[TaskData], cfg: MoEModelConfig):
         super().__init__()
-        self.task_names = [t.name for t in tasks]
         self.cfg = cfg
         d = cfg.d_model
         self.backbones = nn.ModuleList([
