@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from phases.core import paths, provenance
 from phases.core.errors import InputError, NlabError
-from phases.core.options import check_run_name
+from phases.core.options import check_run_name, option_name
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
 # A resumed run lives in its own folder: these never take part in the comparison with the saved config.
@@ -347,7 +347,7 @@ def load_run_dir(path: Path | str) -> dict:
 def _as_option(key: str, config: dict) -> str:
     """A config key as the user typed it: `lr` -> `--lr`; a derived record (not a scalar option) by its key."""
     derived = isinstance(config.get(key), (dict, list))
-    return f"{key} (derived)" if derived else "--" + key.replace("_", "-")
+    return f"{key} (derived)" if derived else option_name(key)
 
 
 def config_from_run(run_dir: str, config_cls, given: dict):
