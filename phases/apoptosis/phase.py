@@ -15,7 +15,7 @@ from phases.core.runs import Run
 PHASE = "apoptosis"
 
 
-def _check(c: ApoptosisConfig) -> None:
+def check(c: ApoptosisConfig) -> None:
     check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.n_embd % c.n_head:
         raise InputError(f"--n-embd {c.n_embd} is not divisible by --n-head {c.n_head}",
@@ -44,7 +44,7 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
 
 
 def run(config: ApoptosisConfig) -> dict:
-    _check(config)
+    check(config)
     config = _resolved(config)
     corpus = data.load(config.dataset, config.data_dir)
     from phases.core import charlm
