@@ -31,6 +31,7 @@ def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
 
     from phases import registry
     from phases.core.errors import InputError
+    from phases.core.options import check_memory
 
     command = ctx.parent.command.get_command(ctx.parent, phase) if ctx.parent else None
     info = registry.get(phase)
@@ -38,7 +39,9 @@ def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
         return  # not a phase a sweep runs: the sweep's own check names the phases it can run
     try:
         phase_ctx = command.make_context(phase, list(args), parent=ctx.parent)
-        info.load("check")(build_config(phase_ctx, info.load("config")))
+        config = build_config(phase_ctx, info.load("config"))
+        info.load("check")(config)
+        check_memory(config)  # (a training phase checks it once its data is read; here before any seed runs)
     except click.UsageError as e:
         raise bad_usage(f"options for {phase}: {e.format_message()}",
                         f"see `nlab {phase} --help`; put the phase's options after --") from None

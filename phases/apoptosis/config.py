@@ -66,7 +66,7 @@ class ApoptosisConfig(TrainingRunOptions):
 
     def memory_estimate(self) -> dict[str, int]:
         """The largest allocations, from the options (checked against memory before any is made)."""
-        terms = gpt_terms(self.n_layer, self.n_head, self.n_embd, self.block_size, self.batch_size)
+        terms = gpt_terms(self.n_layer, self.n_embd, self.block_size, self.batch_size)
         if self.strategy == "growth":
             terms[f"--max-width {self.growth_limit} x --n-embd {self.n_embd} x --n-layer {self.n_layer} "
                   "(the grown MLPs)"] = self.n_layer * 2 * self.n_embd * self.growth_limit * TRAINED

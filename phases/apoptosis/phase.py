@@ -9,7 +9,7 @@ from dataclasses import asdict
 from phases.apoptosis.config import ApoptosisConfig
 from phases.core import data, render
 from phases.core.errors import InputError
-from phases.core.options import check_options
+from phases.core.options import check_memory, check_options
 from phases.core.runs import Run
 
 PHASE = "apoptosis"
@@ -52,6 +52,7 @@ def run(config: ApoptosisConfig) -> dict:
 
     train, val = charlm.token_tensor(corpus.train_ids()), charlm.token_tensor(corpus.val_ids())
     charlm.check_block_size(config.block_size, {"train": train, "val": val}, config.dataset)
+    check_memory(config)
     device = prepare(config.device, config.seed, config.deterministic)
     cfg = {**asdict(config), "data": {"train": corpus.splits[0], "val": corpus.splits[1],
                                       "train_chars": len(train), "val_chars": len(val),

@@ -160,7 +160,8 @@ def _size(n: float) -> str:
 def check_memory(config: Any) -> None:
     """Sizes against memory, before anything is allocated: a config may estimate its largest allocations
     (`memory_estimate()`: {what, naming the options it comes from: bytes}); more in all than this machine's
-    memory is refused, naming the largest."""
+    memory is refused, naming the largest. A training phase calls it after the checks that say more (a
+    --block-size longer than the text), before it builds its model."""
     estimate = getattr(config, "memory_estimate", None)
     if estimate is None:
         return
@@ -178,7 +179,6 @@ def check_options(config: Any) -> None:
     raise InputError at the first that breaks it. None is never checked (it means the field's default); bools
     are not numbers here."""
     _check_fields(config)
-    check_memory(config)
     check_run_options(config)
 
 

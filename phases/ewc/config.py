@@ -76,7 +76,7 @@ class EwcConfig(TrainingRunOptions):
         made): Adam's state plus a Fisher and an anchor per task on every weight."""
         per_weight = TRAINED + 2 * self.tasks_count * FLOAT
         if self.scenario in GPT_SCENARIOS:
-            terms = gpt_terms(self.n_layer, self.n_head, self.n_embd, self.block_size, self.batch_size)
+            terms = gpt_terms(self.n_layer, self.n_embd, self.block_size, self.batch_size)
             return {k: v * per_weight // TRAINED if "weights" in k else v for k, v in terms.items()}
         h = self.hidden
         return {f"--hidden {h} (the MLP's weights)": (64 * h + h * h + h * 10 * self.tasks_count) * per_weight,

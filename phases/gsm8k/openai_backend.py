@@ -19,7 +19,7 @@ import urllib.request
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Callable
 
-from phases.core.errors import InputError, RunFailed
+from phases.core.errors import RunFailed
 from phases.gsm8k.items import Completion, Item, Result, cut_at_stop, sample_seed
 from phases.gsm8k.prompts import PromptSpec
 
@@ -82,14 +82,12 @@ class OpenAIBackend:
 
     def _served_model(self) -> dict | None:
         """The server's entry for the model (from /models), recorded as the model's identity. This first request is
-        made before any run folder exists: a server that does not answer it is a wrong --api-base (or one that is
-        down), not a run to resume."""
+        made before any run folder exists: when the server does not answer it, there is nothing to resume."""
         try:
             listing = self.request("/models")
         except RunFailed as e:
-            raise InputError(f"--api-base {self.base}: {e.message.removeprefix(self.base)}",
-                             "check that the server is up and that --api-base is its OpenAI-compatible root (e.g. "
-                             "http://127.0.0.1:8000/v1); nothing was written") from None
+            raise RunFailed(e.message, "check that the server is up and that --api-base is its OpenAI-compatible "
+                                       "root (e.g. http://127.0.0.1:8000/v1); no run folder was written") from None
         for entry in listing.get("data", []) if isinstance(listing, dict) else []:
             if isinstance(entry, dict) and entry.get("id") == self.model:
                 return {k: entry[k] for k in ("id", "owned_by") if k in entry}
