@@ -20,6 +20,8 @@ class Phase:
     sweepable: bool = False  # seed-sweep (and sweep) can run it per seed
     val_metrics: tuple[str, ...] = ()  # patterns of metrics measured on validation data: fit for selection
     test_metrics: tuple[str, ...] = ()  # patterns of metrics measured on test data: for reporting only
+    other_metrics: tuple[str, ...] = ()  # patterns of its other numeric metrics (counts, sizes, timings)
+    check: str = ""  # "module:function" checking its config before any data is read (what seed-sweep runs once)
     note: str = ""  # what a user choosing on its metrics should know
     extra_args: bool = False  # takes pass-through options after `--`
 
@@ -29,6 +31,14 @@ class Phase:
     def is_val_metric(self, name: str) -> bool:
         return any(fnmatch(name, p) for p in self.val_metrics)
 
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Patterns of every numeric metric its metrics.json holds (what seed-sweep may select and report on)."""
+        return self.val_metrics + self.test_metrics + self.other_metrics
+
+    def writes_metric(self, name: str) -> bool:
+        return any(fnmatch(name, p) for p in self.metrics)
+
     def load(self, what: str = "cli"):
         module, name = getattr(self, what).split(":")
         return getattr(import_module(module), name)
@@ -36,17 +46,30 @@ class Phase:
 
 PHASES: tuple[Phase, ...] = (
     Phase("train-moe", "nlab_cli.commands.train_moe:train_moe", "phases.moe.config:TrainMoEConfig", "training",
-          resumes=True, sweepable=True, val_metrics=("val_*", "best_val_*"), test_metrics=("test_*",)),
+          resumes=True, sweepable=True, check="phases.moe.plan:resolve", val_metrics=("val_*", "best_val_*"),
+          test_metrics=("test_*",),
+          other_metrics=("experts", "top_k", "epochs", "steps", "train_seconds", "train_loss", "best_val_epoch",
+                         "selected_epoch", "params")),
     Phase("apoptosis", "nlab_cli.commands.apoptosis:apoptosis", "phases.apoptosis.config:ApoptosisConfig",
-          "training", resumes=True, sweepable=True, val_metrics=("val_*", "train_loss_estimate"),
+          "training", resumes=True, sweepable=True, check="phases.apoptosis.phase:check",
+          val_metrics=("val_loss", "val_loss_se", "val_loss_estimate", "val_tokens", "val_blocks",
+                       "train_loss_estimate"),
+          other_metrics=("n_events", "neurons_killed", "neurons_born", "mean_spike_factor", "max_spike_factor",
+                         "mean_swap_loss_ratio", "params_start", "params_end", "steps", "wall_time_s", "train_time_s",
+                         "step_time_ms_mean", "step_time_ms_median", "event_time_s", "age_mean", "age_std",
+                         "max_generation"),
           note="a char-level corpus has a train and a validation split only: val_loss (the whole split) is its "
                "headline, so a seed chosen on val_loss_estimate is reported on the same text"),
     Phase("ewc", "nlab_cli.commands.ewc:ewc", "phases.ewc.config:EwcConfig", "training", resumes=True,
-          sweepable=True, test_metrics=("*_average_*", "*_mean_forgetting", "*_bwt", "*_max_spike",
-                                        "*_base_retention", "*_modification_success"),
+          sweepable=True, check="phases.ewc.phase:check",
+          test_metrics=("*_average_*", "*_mean_forgetting", "*_bwt", "*_max_spike", "*_base_retention",
+                        "*_modification_success"),
           note="every summary metric is measured on the tasks' test items; none is fit for selection"),
     Phase("eval-gsm8k", "nlab_cli.commands.eval_gsm8k:eval_gsm8k", "phases.gsm8k.config:EvalConfig", "evaluation",
-          resumes=True, sweepable=True, test_metrics=("strict_*", "flexible_*", "gold_ppl"),
+          resumes=True, sweepable=True, check="phases.gsm8k.phase:check",
+          test_metrics=("strict_*", "flexible_*", "gold_ppl"),
+          other_metrics=("finished_by_length", "prompt_tokens_mean", "completion_tokens", "gen_seconds",
+                         "tokens_per_s", "problems_per_min", "gold_nll_per_token", "gold_tokens"),
           note="its metrics are on --split (test by default); choose on a run with --split train"),
     Phase("seed-sweep", "nlab_cli.commands.seed_sweep:seed_sweep", "phases.sweep.config:SweepConfig", "sweep",
           resumes=True, extra_args=True),
@@ -62,3 +85,9 @@ SWEEPABLE = tuple(p.command for p in PHASES if p.sweepable)
 
 def get(command: str) -> Phase | None:
     return BY_COMMAND.get(command)
+
+
+def of_config(config_cls) -> str | None:
+    """The command whose options `config_cls` holds."""
+    ref = f"{config_cls.__module__}:{config_cls.__qualname__}"
+    return next((p.command for p in PHASES if p.config == ref), None)

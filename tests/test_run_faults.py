@@ -56,3 +56,18 @@ def test_no_temporary_file_after_resume(nlab_home, tmp_path):
         p.write_bytes(b"partial write of a killed process")
     with Run.resume(run.dir, "demo"):
         assert not any(p.exists() for p in left)
+
+
+def test_damaged_checkpoint_says_start_again_not_delete(nlab_home, tmp_path):
+    """The old hint ('delete it') led to a resume refused as 'stopped before its first evaluation': the message
+    for a damaged checkpoint now says what is true and what to do, and never suggests deleting it."""
+    with Run.create("demo", {}, out=tmp_path / "r") as run:
+        run.checkpoint_dir.mkdir()
+        (run.checkpoint_dir / "last.pt").write_bytes(b"truncated by a full disk")
+    resumed = Run.resume(run.dir, "demo")
+    with pytest.raises(InputError) as e:
+        resumed.load_checkpoint("last.pt", "its first evaluation")
+    assert "last.pt" in e.value.message and "not a readable nlab checkpoint" in e.value.message
+    assert "stopped before" not in e.value.message and "delete" not in e.value.hint
+    assert "start a new run" in e.value.hint
+    Run.resume(run.dir, "demo")  # the refusal released the lock

@@ -24,18 +24,29 @@ def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
 
 
 def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
-    """Parse the pass-through options with the phase's own command (without running it), so that a typo is one
-    exit-2 error now rather than N failed seeds later."""
+    """Parse the pass-through options with the phase's own command (without running it) and check them as the
+    phase's config, so that a typo or an out-of-range value is one exit-2 error now rather than N failed seeds
+    later."""
     import click
 
+    from phases import registry
+    from phases.core.errors import InputError
+    from phases.core.options import check_memory
+
     command = ctx.parent.command.get_command(ctx.parent, phase) if ctx.parent else None
-    if command is None:
-        return  # not a command: the sweep's own check names the phases it can run
+    info = registry.get(phase)
+    if command is None or info is None or not info.sweepable:
+        return  # not a phase a sweep runs: the sweep's own check names the phases it can run
     try:
-        command.make_context(phase, list(args), parent=ctx.parent)
+        phase_ctx = command.make_context(phase, list(args), parent=ctx.parent)
+        config = build_config(phase_ctx, info.load("config"))
+        info.load("check")(config)
+        check_memory(config)  # (a training phase checks it once its data is read; here before any seed runs)
     except click.UsageError as e:
         raise bad_usage(f"options for {phase}: {e.format_message()}",
                         f"see `nlab {phase} --help`; put the phase's options after --") from None
+    except InputError as e:
+        raise bad_usage(f"options for {phase}: {e.message}", e.hint) from None
 
 
 def seed_sweep(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
+from phases.core.sizes import TRAINED, gpt_terms
 
 DATASETS = ("tinyshakespeare", "wikitext2")  # char-level corpora (the registry's other datasets are not text)
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
@@ -62,6 +63,14 @@ class ApoptosisConfig(TrainingRunOptions):
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "compile")
+
+    def memory_estimate(self) -> dict[str, int]:
+        """The largest allocations, from the options (checked against memory before any is made)."""
+        terms = gpt_terms(self.n_layer, self.n_embd, self.block_size, self.batch_size)
+        if self.strategy == "growth":
+            terms[f"--max-width {self.growth_limit} x --n-embd {self.n_embd} x --n-layer {self.n_layer} "
+                  "(the grown MLPs)"] = self.n_layer * 2 * self.n_embd * self.growth_limit * TRAINED
+        return terms
 
     @property
     def growth_limit(self) -> int:

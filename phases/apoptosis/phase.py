@@ -9,13 +9,13 @@ from dataclasses import asdict
 from phases.apoptosis.config import ApoptosisConfig
 from phases.core import data, render
 from phases.core.errors import InputError
-from phases.core.options import check_options
+from phases.core.options import check_memory, check_options
 from phases.core.runs import Run
 
 PHASE = "apoptosis"
 
 
-def _check(c: ApoptosisConfig) -> None:
+def check(c: ApoptosisConfig) -> None:
     check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.n_embd % c.n_head:
         raise InputError(f"--n-embd {c.n_embd} is not divisible by --n-head {c.n_head}",
@@ -44,7 +44,7 @@ def _resolved(c: ApoptosisConfig) -> ApoptosisConfig:
 
 
 def run(config: ApoptosisConfig) -> dict:
-    _check(config)
+    check(config)
     config = _resolved(config)
     corpus = data.load(config.dataset, config.data_dir)
     from phases.core import charlm
@@ -52,6 +52,7 @@ def run(config: ApoptosisConfig) -> dict:
 
     train, val = charlm.token_tensor(corpus.train_ids()), charlm.token_tensor(corpus.val_ids())
     charlm.check_block_size(config.block_size, {"train": train, "val": val}, config.dataset)
+    check_memory(config)
     device = prepare(config.device, config.seed, config.deterministic)
     cfg = {**asdict(config), "data": {"train": corpus.splits[0], "val": corpus.splits[1],
                                       "train_chars": len(train), "val_chars": len(val),

@@ -6,6 +6,7 @@ mid-line leaves at most one partial last line, which `JsonlWriter` cuts off when
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from phases.core.errors import InputError
+
+NL = b"\n"
 
 
 def to_jsonable(value: Any) -> Any:
@@ -59,12 +62,39 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
 
 
+def read_text(path: Path | str, what: str = "file") -> str:
+    """The one way nlab reads a text file it is given (datasets, histories, predictions, templates, run records):
+    as UTF-8. A missing file, a binary file (a NUL byte) or bytes that are not UTF-8 raise InputError naming the
+    file and the line."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{what} not found: {path}", "check the path") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror})", "check the path and its permissions") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise InputError(f"{path}:{data.count(NL, 0, nul) + 1}: a binary file (NUL byte), not text",
+                         "pass the text file itself (it may be damaged or of another kind)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}:{data.count(NL, 0, e.start) + 1}: not UTF-8 text (byte 0x{data[e.start]:02x})",
+                         "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or fix that line") from None
+
+
+def read_lines(path: Path | str, what: str = "file") -> list[str]:
+    """A text file's lines (each with its newline, as `open().readlines()` gives them), read by `read_text`."""
+    return io.StringIO(read_text(path, what), newline=None).readlines()
+
+
 def read_json(path: Path | str, what: str = "JSON file") -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} not found: {path}", "check the path")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path, what))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "fix or remove the file") from None
 
@@ -129,10 +159,7 @@ def iter_jsonl_numbered(
     A partial last line (no trailing newline, unparsable) is the record a killed writer had in flight:
     it is always skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}", "check the path")
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    lines = read_lines(path)
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue

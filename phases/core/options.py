@@ -20,8 +20,11 @@ Light to import: configs use it."""
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from phases.core.errors import InputError
@@ -108,12 +111,67 @@ def check_run_name(name: str | None) -> None:
                          "use letters, digits, '.', '_' or '-' (at most 64 characters)")
 
 
+def check_out(out: str | Path | None) -> None:
+    """--out must be a folder nlab can create (or an empty one), checked before any work: its nearest existing
+    ancestor must be a folder in which a folder can be made (probed with a temporary one, so that permissions,
+    read-only mounts and /proc all answer as they would for the run)."""
+    if out is None:
+        return
+    path = Path(out).expanduser().absolute()
+    if path.exists():
+        if not path.is_dir() or any(path.iterdir()):
+            raise InputError(f"--out {out} already exists and is not an empty folder",
+                             "choose a new folder (phases with --resume can continue that run instead)")
+        parent = path
+    else:
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir():
+            raise InputError(f"--out {out}: {parent} is a file, not a folder", "choose a path under a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=parent, prefix=".nlab-probe-").cleanup()
+    except OSError as e:
+        raise InputError(f"--out {out}: a folder cannot be created in {parent} ({e.strerror})",
+                         "choose a writable location") from None
+
+
 def check_run_options(config: Any) -> None:
-    """The options every run shares: a usable --name, and --resume (a run in its own folder) without --out/--name."""
+    """The options every run shares: a usable --name, a usable --out, and --resume (a run in its own folder)
+    without --out/--name."""
     check_run_name(getattr(config, "name", None))
     if getattr(config, "resume", None) is not None and (config.out is not None or config.name is not None):
         raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
                          "leave out --out and --name")
+    check_out(getattr(config, "out", None))
+
+
+def available_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _size(n: float) -> str:
+    units = ("B", "KB", "MB", "GB", "TB", "PB", "EB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:,.1f} {units[i]}"
+
+
+def check_memory(config: Any) -> None:
+    """Sizes against memory, before anything is allocated: a config may estimate its largest allocations
+    (`memory_estimate()`: {what, naming the options it comes from: bytes}); more in all than this machine's
+    memory is refused, naming the largest. A training phase calls it after the checks that say more (a
+    --block-size longer than the text), before it builds its model."""
+    estimate = getattr(config, "memory_estimate", None)
+    if estimate is None:
+        return
+    terms = estimate()
+    available = available_memory()
+    if sum(terms.values()) > available:
+        what = max(terms, key=terms.get)
+        raise InputError(f"{what} needs about {_size(terms[what])}, more than this machine's memory "
+                         f"({_size(available)})", f"use a smaller {what.split()[0]} (or smaller options it is "
+                         "multiplied by)")
 
 
 def check_options(config: Any) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import json
 import os
 import platform
 import re
@@ -26,7 +25,7 @@ from typing import Any, Iterable
 
 from phases.core import paths, provenance
 from phases.core.errors import InputError, NlabError
-from phases.core.options import check_run_name, option_name
+from phases.core.options import check_out, check_run_name, option_name
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
 # A resumed run lives in its own folder: these never take part in the comparison with the saved config.
@@ -96,11 +95,9 @@ class Run:
     def create(cls, phase: str, config: dict, out: Path | str | None = None, name: str | None = None,
                argv: list[str] | None = None) -> "Run":
         check_run_name(name)
+        check_out(out)
         if out is not None:
             run_dir = Path(out).resolve()
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-                raise InputError(f"--out {run_dir} already exists and is not an empty folder",
-                                 "choose a new folder (phases with --resume can continue that run instead)")
             run_dir.mkdir(parents=True, exist_ok=True)
         else:
             run_dir = _unique_run_dir(paths.logs_dir() / phase, name)
@@ -134,13 +131,7 @@ class Run:
         """Reopen a run folder of `phase` (after a crash or kill). The caller compares `run.config` with its
         own resolved config (see `check_same_config`) before doing any work."""
         run_dir = Path(run_dir).resolve()
-        if not (run_dir / cls.MANIFEST).is_file() or not (run_dir / cls.CONFIG).is_file():
-            raise InputError(f"--resume {run_dir}: not an nlab run folder (no manifest.json/config.json)",
-                             "pass the folder a previous run printed as its run_dir")
-        manifest = read_json(run_dir / cls.MANIFEST, "manifest")
-        if manifest.get("phase") != phase:
-            raise InputError(f"--resume {run_dir}: that folder is a {manifest.get('phase')!r} run, not {phase!r}",
-                             f"resume it with `nlab {manifest.get('phase')}`, or start a new {phase} run")
+        manifest = read_manifest_of(run_dir, phase)
         config = read_json(run_dir / cls.CONFIG, "config")
         run = cls(phase, run_dir, manifest, config)
         run._lock()
@@ -332,6 +323,22 @@ class Run:
         return False
 
 
+def read_manifest_of(run_dir: Path | str, phase: str) -> dict:
+    """The manifest of a run folder given to `--resume`, which must be a run of `phase` with its config.json;
+    otherwise an InputError naming the folder's real phase."""
+    run_dir = Path(run_dir)
+    manifest = (read_json(run_dir / Run.MANIFEST, "manifest")
+                if (run_dir / Run.MANIFEST).is_file() and (run_dir / Run.CONFIG).is_file() else None)
+    real = manifest.get("phase") if isinstance(manifest, dict) else None
+    if real is None:
+        raise InputError(f"--resume {run_dir}: not an nlab run folder (no manifest.json/config.json naming a phase)",
+                         "pass the folder a previous run printed as its run_dir")
+    if real != phase:
+        raise InputError(f"--resume {run_dir}: that folder is a {real!r} run, not {phase!r}",
+                         f"resume it with `nlab {real} --resume {run_dir}`, or start a new {phase} run")
+    return manifest
+
+
 def load_run_dir(path: Path | str) -> dict:
     """The manifest, config and metrics of a finished run folder, for phases that read other runs."""
     path = Path(path)
@@ -353,14 +360,15 @@ def _as_option(key: str, config: dict) -> str:
 def config_from_run(run_dir: str, config_cls, given: dict):
     """`--resume RUN_DIR` without restating the run: its saved options (config.json) as `config_cls`, with the
     options given on the command line on top; the phase then refuses any given one that differs from the saved
-    value. `out` and `name` are the run's own."""
-    path = Path(run_dir) / Run.CONFIG
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--resume {run_dir}: not an nlab run folder (no config.json)",
-                         "pass the folder a previous run printed as its run_dir") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}:{e.lineno}: malformed JSON ({e.msg})", "the run folder is damaged") from None
+    value. `out` and `name` are the run's own. A folder of another phase is refused first, naming its phase (its
+    options would not fit this one)."""
+    from phases import registry
+
+    phase = registry.of_config(config_cls)
+    if phase is not None:
+        read_manifest_of(run_dir, phase)
+    saved = read_json(Path(run_dir) / Run.CONFIG, "config")
+    if not isinstance(saved, dict):
+        raise InputError(f"{Path(run_dir) / Run.CONFIG}: not a JSON object of options", "the run folder is damaged")
     names = {f.name for f in fields(config_cls)} - set(RESUME_ALWAYS_DIFFER)
     return config_cls(**{**{k: v for k, v in saved.items() if k in names}, **given, "resume": run_dir})

@@ -51,6 +51,9 @@ def _load_predictions(run_dir: Path) -> dict[str, dict]:
         if "id" not in rec or "target" not in rec or "prediction" not in rec:
             raise InputError(f"{path}:{line}: a prediction needs 'id', 'target' and 'prediction'",
                              "use a predictions.jsonl written by an nlab phase")
+        if "probs" in rec and not _probabilities(rec["probs"]):
+            raise InputError(f"{path}:{line}: 'probs' must be a list of probabilities (finite numbers in [0, 1]), "
+                             f"got {rec['probs']!r}", "use a predictions.jsonl written by an nlab classifier phase")
         key = json.dumps(rec["id"], sort_keys=True)
         if key in items:
             raise InputError(f"{path}:{line}: duplicate id {rec['id']!r}", "each item may be predicted once per run")
@@ -58,6 +61,13 @@ def _load_predictions(run_dir: Path) -> dict[str, dict]:
     if not items:
         raise InputError(f"{path}: no predictions", "ensemble finished runs")
     return items
+
+
+def _probabilities(probs) -> bool:
+    """Class probabilities a soft vote can average: a non-empty list of finite numbers in [0, 1] (a NaN would win
+    every argmax it meets)."""
+    return (isinstance(probs, list) and bool(probs)
+            and all(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in probs))
 
 
 def _check(c: EnsembleConfig, members: list[Path]) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
+from phases.core.sizes import FLOAT, TRAINED, gpt_terms
 
 SCENARIOS = ("permuted-digits", "split-digits", "shakespeare-wikitext", "scan", "moe-multitask")
 METHODS = ("naive", "ewc", "l2", "replay", "mixed", "gated")
@@ -14,6 +15,7 @@ CURRICULUM_METHODS = ("mixed", "gated")
 CURRICULUM_SCENARIOS = ("scan",)
 MODELS = ("mlp", "moe")
 MODEL_SCENARIOS = ("permuted-digits", "split-digits")  # where --model chooses; the others fix their model
+GPT_SCENARIOS = ("shakespeare-wikitext", "scan")  # where the model is a char/token-level GPT
 HEADS = ("multi", "single")
 EWC_MODES = ("separate", "online")
 FISHERS = ("empirical", "batch")
@@ -68,4 +70,16 @@ class EwcConfig(TrainingRunOptions):
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir")
+
+    def memory_estimate(self) -> dict[str, int]:
+        """The largest allocations of the scenario's model, from the options (checked against memory before any is
+        made): Adam's state plus a Fisher and an anchor per task on every weight."""
+        per_weight = TRAINED + 2 * self.tasks_count * FLOAT
+        if self.scenario in GPT_SCENARIOS:
+            terms = gpt_terms(self.n_layer, self.n_embd, self.block_size, self.batch_size)
+            return {k: v * per_weight // TRAINED if "weights" in k else v for k, v in terms.items()}
+        h = self.hidden
+        return {f"--hidden {h} (the MLP's weights)": (64 * h + h * h + h * 10 * self.tasks_count) * per_weight,
+                f"--batch-size {self.batch_size} x --hidden {h} (a batch's activations)":
+                    self.batch_size * (64 + 2 * h) * 3 * FLOAT}
 

@@ -11,7 +11,7 @@ from phases.core import render
 from phases.core.device import device_name, prepare
 from phases.core.errors import InputError
 from phases.core.jsonio import read_json, read_jsonl
-from phases.core.options import check_options, not_one_of
+from phases.core.options import check_memory, check_options, not_one_of
 from phases.core.runs import Run
 from phases.ewc.config import CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, EwcConfig
 
@@ -46,6 +46,7 @@ def check(c: EwcConfig) -> list[str]:
         from phases.ewc.scenarios import parse_mix
 
         parse_mix(c.mix)
+    check_memory(c)
     return methods
 
 

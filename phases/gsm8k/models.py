@@ -7,7 +7,6 @@ made for another base) raises InputError before any run folder is created."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from phases.core.errors import InputError
+from phases.core.jsonio import read_json
 from phases.gsm8k.config import DTYPES
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -191,7 +191,7 @@ def apply_adapters(loaded: LoadedModel, adapters: list[tuple[str, Path]], use: s
     model = loaded.model
     base_name = loaded.identity.get("location")
     for i, (name, path) in enumerate(adapters):
-        cfg = json.loads((path / "adapter_config.json").read_text())
+        cfg = read_json(path / "adapter_config.json", "--adapter config")
         weights = _adapter_weights(path)
         if weights is None:
             raise InputError(f"--adapter {path}: no adapter_model.safetensors or adapter_model.bin",

@@ -81,8 +81,13 @@ class OpenAIBackend:
                         "--resume RUN_DIR")
 
     def _served_model(self) -> dict | None:
-        """The server's entry for the model (from /models), recorded as the model's identity."""
-        listing = self.request("/models")
+        """The server's entry for the model (from /models), recorded as the model's identity. This first request is
+        made before any run folder exists: when the server does not answer it, there is nothing to resume."""
+        try:
+            listing = self.request("/models")
+        except RunFailed as e:
+            raise RunFailed(e.message, "check that the server is up and that --api-base is its OpenAI-compatible "
+                                       "root (e.g. http://127.0.0.1:8000/v1); no run folder was written") from None
         for entry in listing.get("data", []) if isinstance(listing, dict) else []:
             if isinstance(entry, dict) and entry.get("id") == self.model:
                 return {k: entry[k] for k in ("id", "owned_by") if k in entry}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 from phases.core import render
 from phases.core.data import load
@@ -30,15 +29,12 @@ PHASE = "eval-gsm8k"
 _EXTRA_BODY_HINT = 'pass a JSON object, e.g. \'{"top_k": 1, "repeat_penalty": 1.0}\''
 
 
-def _check(c: EvalConfig) -> dict:
+def check(c: EvalConfig) -> dict:
     """Option checks that need no data or model. Returns the parsed --extra-body."""
     check_options(c)  # each option's own range or choice (declared in the config); below, options together
     if c.samples and not c.temperature > 0:
         raise InputError(f"--temperature {c.temperature}: sampling needs a temperature above 0",
                          "use e.g. --temperature 0.7")
-    if c.out and not c.resume and Path(c.out).exists() and (not Path(c.out).is_dir() or any(Path(c.out).iterdir())):
-        raise InputError(f"--out {c.out} already exists and is not an empty folder",
-                         "choose a new folder, or continue that run with --resume")
     extra = {}
     if c.backend == "openai":
         if not c.api_base or not c.api_base.startswith(("http://", "https://")):
@@ -133,7 +129,7 @@ def _evaluate(run_: Run, items: list[Item], backend: Backend, c: EvalConfig, spe
 
 def run(config: EvalConfig) -> dict:
     c = config
-    extra = _check(c)
+    extra = check(c)
     spec = resolve_spec(c.preset, c.template, c.shots, c.max_new_tokens)
     items = _items(c, spec)
     options = asdict(c)

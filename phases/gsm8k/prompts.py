@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phases.core.errors import InputError
+from phases.core.jsonio import read_json, read_text
 
 PRESET_DIR = Path(__file__).parent / "presets"
 FORMATS = ("completion", "chat")
@@ -53,14 +54,14 @@ def _read_preset(name: str) -> dict:
     path = PRESET_DIR / f"{name}.json"
     if not path.is_file():
         raise InputError(f"--preset {name!r}: unknown preset", f"choose one of: {', '.join(preset_names())}")
-    return {"name": name, **json.loads(path.read_text(encoding="utf-8"))}
+    return {"name": name, **read_json(path, "preset")}
 
 
 def _read_template(path: Path) -> dict:
     """Fields a template file overrides."""
     if not path.is_file():
         raise InputError(f"--template {path}: file not found", "pass a .json prompt spec or a text template")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "--template")
     if path.suffix.lower() != ".json":
         return {"question_template": text}
     try:

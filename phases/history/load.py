@@ -4,13 +4,14 @@ all normalised to one list of points `{step, split, stage, task, metrics}`."""
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from phases.core.errors import InputError
-from phases.core.jsonio import iter_jsonl_numbered
+from phases.core.jsonio import iter_jsonl_numbered, read_text
 
 RESERVED = {"step", "split", "stage", "task", "epoch", "time", "timestamp", "wall_time"}
 _SPLIT_PREFIX = re.compile(r"^(train|training|val|valid|validation|test|eval)[_/](.+)$")
@@ -46,15 +47,8 @@ class History:
         return sorted({m for p in self.points for m in p.metrics})
 
 
-def _number(value, key: str) -> float | None:
-    """A metric value: numbers pass, null is 'not logged', anything non-finite is bad input."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError(f"non-finite value {value!r} for {key!r}")
-        return float(value)
-    return None  # strings, lists, dicts: not a metric
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _bad(path: Path, line: int, why: str, skip: bool, bad: list[int]) -> None:
@@ -64,23 +58,50 @@ def _bad(path: Path, line: int, why: str, skip: bool, bad: list[int]) -> None:
     raise InputError(f"{path}:{line}: {why}", BAD_LINE_HINT)
 
 
+def _metrics(values: dict, metric_keys: set[str], parse) -> dict[str, float]:
+    """A record's metric values: the keys that hold a number somewhere in the file. Blank/null is 'not logged';
+    a value that is not a finite number is bad input (ValueError naming the key)."""
+    out = {}
+    for key in metric_keys & set(values):
+        raw = values[key]
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        value = parse(raw)
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"{'non-finite' if value is not None else 'non-numeric'} value {raw!r} for {key!r}")
+        out[key] = value
+    return out
+
+
+def _parse_row(path: Path, line_no: int, step_col: str, values: dict, metric_keys: set[str], parse, skip: bool,
+               bad: list[int]) -> tuple[int, dict[str, float]] | None:
+    """(step, metrics) of one record, or None for a bad line (raised, or skipped and counted with `skip`)."""
+    step = parse(values.get(step_col))
+    if step is None or not math.isfinite(step):
+        _bad(path, line_no, f"'{step_col}' must be a number, got {values.get(step_col)!r}", skip, bad)
+        return None
+    try:
+        return int(step), _metrics(values, metric_keys, parse)
+    except ValueError as e:
+        _bad(path, line_no, str(e), skip, bad)
+        return None
+
+
+def _json_number(raw) -> float | None:
+    return float(raw) if _is_number(raw) else None
+
+
 def read_history_jsonl(path: Path, skip_bad_lines: bool = False) -> History:
     bad: list[int] = []
+    records = list(iter_jsonl_numbered(path, skip_bad_lines=skip_bad_lines, bad=bad, hint=BAD_LINE_HINT))
+    # a metric is a key holding a number in some record: anything else there (text, NaN) is a bad line
+    metric_keys = {k for _, rec in records for k, v in rec.items() if k not in RESERVED and _is_number(v)}
     points = []
-    for line_no, rec in iter_jsonl_numbered(path, skip_bad_lines=skip_bad_lines, bad=bad, hint=BAD_LINE_HINT):
-        step = rec.get("step")
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
-            _bad(path, line_no, f"'step' must be a number, got {step!r}", skip_bad_lines, bad)
-            continue
-        try:
-            metrics = {k: v for k, v in ((k, _number(v, k)) for k, v in rec.items() if k not in RESERVED)
-                       if v is not None}
-        except ValueError as e:
-            _bad(path, line_no, str(e), skip_bad_lines, bad)
-            continue
-        if metrics:
-            points.append(Point(int(step), str(rec.get("split") or "train"), _opt_str(rec.get("stage")),
-                                _opt_str(rec.get("task")), metrics))
+    for line_no, rec in records:
+        row = _parse_row(path, line_no, "step", rec, metric_keys, _json_number, skip_bad_lines, bad)
+        if row is not None and row[1]:
+            points.append(Point(row[0], str(rec.get("split") or "train"), _opt_str(rec.get("stage")),
+                                _opt_str(rec.get("task")), row[1]))
     return History(_name(path), path, points, sorted(bad))
 
 
@@ -97,51 +118,46 @@ def _split_column(col: str) -> tuple[str, str]:
     return _SPLIT_ALIASES.get(split, split), metric
 
 
+def _csv_number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return None
+
+
 def read_metrics_csv(path: Path, skip_bad_lines: bool = False) -> History:
     """Lightning's CSVLogger `metrics.csv`: a `step` (and usually `epoch`) column, one column per logged metric,
     blank where a metric was not logged on that row. Columns are split by their prefix (train_/val_/test_)."""
     bad: list[int] = []
     points: list[Point] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path}: empty CSV file", "pass a metrics.csv with a header row and data rows")
-        if "step" not in header and "epoch" not in header:
-            raise InputError(f"{path}:1: CSV header has no 'step' or 'epoch' column",
-                             "use Lightning's metrics.csv layout: step, epoch and one column per metric")
-        step_col = "step" if "step" in header else "epoch"
-        for line_no, row in enumerate(reader, start=2):
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                _bad(path, line_no, f"{len(row)} fields where the header has {len(header)}", skip_bad_lines, bad)
-                continue
-            rec = dict(zip(header, row))
-            try:
-                step = float(rec[step_col])
-                if not math.isfinite(step):
-                    raise ValueError
-            except ValueError:
-                _bad(path, line_no, f"'{step_col}' must be a number, got {rec[step_col]!r}", skip_bad_lines, bad)
-                continue
-            by_split: dict[str, dict[str, float]] = {}
-            try:
-                for col, cell in rec.items():
-                    if col in RESERVED or not cell.strip():
-                        continue
-                    try:
-                        value = float(cell)
-                    except ValueError:
-                        continue  # a text column is not a metric
-                    if not math.isfinite(value):
-                        raise ValueError(f"non-finite value {cell!r} for {col!r}")
-                    split, metric = _split_column(col)
-                    by_split.setdefault(split, {})[metric] = value
-            except ValueError as e:
-                _bad(path, line_no, str(e), skip_bad_lines, bad)
-                continue
-            points += [Point(int(step), split, None, None, m) for split, m in by_split.items()]
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, None)
+    if not header:
+        raise InputError(f"{path}: empty CSV file", "pass a metrics.csv with a header row and data rows")
+    if "step" not in header and "epoch" not in header:
+        raise InputError(f"{path}:1: CSV header has no 'step' or 'epoch' column",
+                         "use Lightning's metrics.csv layout: step, epoch and one column per metric")
+    step_col = "step" if "step" in header else "epoch"
+    rows = []
+    for line_no, row in enumerate(reader, start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            _bad(path, line_no, f"{len(row)} fields where the header has {len(header)}", skip_bad_lines, bad)
+            continue
+        rows.append((line_no, dict(zip(header, row))))
+    # a metric is a column holding a number in some row: anything else in it (text, nan, inf) is a bad line
+    metric_cols = {c for _, rec in rows for c, cell in rec.items()
+                   if c not in RESERVED and _csv_number(cell) is not None}
+    for line_no, rec in rows:
+        row = _parse_row(path, line_no, step_col, rec, metric_cols, _csv_number, skip_bad_lines, bad)
+        if row is None:
+            continue
+        by_split: dict[str, dict[str, float]] = {}
+        for col, value in row[1].items():
+            split, metric = _split_column(col)
+            by_split.setdefault(split, {})[metric] = value
+        points += [Point(row[0], split, None, None, m) for split, m in by_split.items()]
     return History(_name(path), path, points, sorted(bad))
 
 

@@ -23,9 +23,24 @@ def _check(c: HistoryConfig) -> None:
         raise InputError("no history given", "pass one or more run folders, history.jsonl or metrics.csv files")
 
 
+def _check_metrics(histories: list, t) -> None:
+    """The metrics named by --loss-metric and --val-metric must be logged somewhere (a typo would otherwise read
+    as 'no findings')."""
+    logged = sorted({m for h in histories for m in h.metric_names()})
+    if t.loss_metric not in logged:
+        raise InputError(f"--loss-metric {t.loss_metric}: not logged in the given histories",
+                         f"choose one of the metrics present: {', '.join(logged)}")
+    val_logged = sorted({m for h in histories for p in h.points if p.split == t.val_split for m in p.metrics})
+    if t.val_metric is not None and t.val_metric not in val_logged:
+        raise InputError(f"--val-metric {t.val_metric}: not logged in split {t.val_split!r} of the given histories",
+                         f"choose one of the metrics present there: {', '.join(val_logged)}" if val_logged else
+                         f"no metric is logged in split {t.val_split!r}: check --val-split")
+
+
 def run(config: HistoryConfig) -> dict:
     _check(config)
     histories = [read_history(p, config.skip_bad_lines) for p in config.inputs]  # input errors before any write
+    _check_metrics(histories, config.thresholds)
     analyses = [analyze(h, config.thresholds) for h in histories]
     found = [f for a in analyses for f in a["findings"]]
     factors = [b["spike_factor"] for a in analyses for b in a["boundaries"] if b["spike_factor"] is not None]

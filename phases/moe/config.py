@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from phases.core.options import TrainingRunOptions, at_least, choice, in_range, positive
+from phases.core.sizes import FLOAT, TRAINED
 
 DATASETS = ("digits", "sst2", "cifar10", "cifar100")
 STRATEGIES = ("joint", "supervised", "two-phase", "mixed")
@@ -67,3 +68,17 @@ class TrainMoEConfig(TrainingRunOptions):
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir", "data_paths", "compile", "eval_batch_size")
+
+    def memory_estimate(self) -> dict[str, int]:
+        """The largest allocations of the MoE head, from the options (checked against memory before any is made;
+        the backbones are small)."""
+        e, d, h, k = self.experts, self.d_model, self.expert_hidden, self.top_k
+        router = d * e if self.router == "linear" else d * self.router_hidden + self.router_hidden * e
+        return {
+            f"--experts {e} x --d-model {d} x --expert-hidden {h} (the experts' weights)": e * (2 * d * h + d + h)
+            * TRAINED,
+            f"--router {self.router} --router-hidden {self.router_hidden} x --d-model {d} x --experts {e} "
+            "(the router's weights)": router * TRAINED,
+            f"--batch-size {self.batch_size} x --d-model {d} x --top-k {k} x --expert-hidden {h} "
+            "(a batch's activations)": self.batch_size * (2 * d + k * h + e) * 3 * FLOAT,
+        }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from phases.core.errors import InputError
-from phases.core.options import check_options, not_one_of
+from phases.core.options import check_memory, check_options, not_one_of
 from phases.moe.config import DATASETS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainMoEConfig
 
 
@@ -108,5 +108,6 @@ def resolve(c: TrainMoEConfig) -> Plan:
     elif c.phase1_epochs is not None:
         raise InputError("--phase1-epochs: only the two-phase strategy has phases", "use --strategy two-phase")
     masks = task_masks(c, tasks) if (c.task_masks or c.mask_layout is not None) else None
+    check_memory(c)
     return Plan(tasks, epochs, c.lr or DEFAULT_LR[c.optimizer],
                 c.weight_decay if c.weight_decay is not None else DEFAULT_WEIGHT_DECAY[c.optimizer], phase1, masks)

@@ -47,6 +47,10 @@ def check_selection(phase: str, select: str, report: str) -> None:
     from phases import registry
 
     info = registry.get(phase)
+    for option, name in (("--select", select), ("--report", report)):
+        if info is not None and not info.writes_metric(name):
+            raise InputError(f"{option} {name}: {phase} writes no such metric",
+                             f"choose one of the metrics {phase} writes: {', '.join(info.metrics)}")
     if select == report:
         raise InputError(f"--select {select} --report {report}: the best seed would be reported on the data it was "
                          "chosen on (the winner's curse)", "choose on a validation metric, e.g. --select val_acc "

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phases.core.errors import InputError
+from phases.core.jsonio import read_lines
 
 
 @dataclass(frozen=True)
@@ -19,20 +20,19 @@ class MathProblem:
 
 def read_gsm8k_jsonl(path: Path) -> list[MathProblem]:
     problems = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                q, a = rec["question"], rec["answer"]
-            except (ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{path}:{i}: not a GSM8K record ({type(e).__name__}: {e})",
-                                 "each line must be a JSON object with 'question' and 'answer'") from None
-            if "####" not in a:
-                raise InputError(f"{path}:{i}: the answer has no '#### <number>' final answer",
-                                 "restore the official GSM8K file")
-            problems.append(MathProblem(len(problems), q, a, a.rsplit("####", 1)[1].strip()))
+    for i, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            q, a = rec["question"], rec["answer"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}:{i}: not a GSM8K record ({type(e).__name__}: {e})",
+                             "each line must be a JSON object with 'question' and 'answer'") from None
+        if not isinstance(q, str) or not isinstance(a, str) or "####" not in a:
+            raise InputError(f"{path}:{i}: the answer has no '#### <number>' final answer",
+                             "restore the official GSM8K file")
+        problems.append(MathProblem(len(problems), q, a, a.rsplit("####", 1)[1].strip()))
     if not problems:
         raise InputError(f"{path}: no problems", "restore the official GSM8K file")
     return problems

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from phases.core.errors import InputError
+from phases.core.jsonio import read_lines
 
 SCAN_FILES = {
     "simple_train": "tasks_train_simple.txt",
@@ -18,16 +19,15 @@ _LINE = re.compile(r"^IN: (.+?) OUT: (.+)$")
 
 def read_scan(path: Path) -> list[tuple[str, str]]:
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            m = _LINE.match(line)
-            if not m:
-                raise InputError(f"{path}:{i}: expected 'IN: <command> OUT: <actions>', got {line[:60]!r}",
-                                 "restore the file from the SCAN repository")
-            pairs.append((m.group(1), m.group(2)))
+    for i, line in enumerate(read_lines(path), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise InputError(f"{path}:{i}: expected 'IN: <command> OUT: <actions>', got {line[:60]!r}",
+                             "restore the file from the SCAN repository")
+        pairs.append((m.group(1), m.group(2)))
     if not pairs:
         raise InputError(f"{path}: no examples", "restore the file from the SCAN repository")
     return pairs

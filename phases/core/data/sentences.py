@@ -9,11 +9,11 @@ import numpy as np
 
 from phases.core.data.images import ClassificationData
 from phases.core.errors import InputError
+from phases.core.jsonio import read_text
 
 
 def read_labelled_tsv(path: Path) -> tuple[list[str], np.ndarray]:
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
         raise InputError(f"{path}:1: expected the header 'sentence<TAB>label'", "use GLUE's SST-2 TSV files")
     sentences, labels = [], []

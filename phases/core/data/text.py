@@ -9,6 +9,7 @@ import numpy as np
 
 from phases.core.data.download import download_url
 from phases.core.errors import InputError
+from phases.core.jsonio import read_text
 
 
 @dataclass
@@ -63,7 +64,7 @@ class CharCorpus:
 
 
 def _read(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     if not text.strip():
         raise InputError(f"{path} is empty", "restore the file from its source")
     return text
