@@ -54,10 +54,9 @@ PHASES: tuple[Phase, ...] = (
           "training", resumes=True, sweepable=True, check="phases.apoptosis.phase:check",
           val_metrics=("val_loss", "val_loss_se", "val_loss_estimate", "val_tokens", "val_blocks",
                        "train_loss_estimate"),
-          other_metrics=("n_events", "neurons_killed", "neurons_born", "mean_spike_factor", "max_spike_factor",
-                         "mean_swap_loss_ratio", "params_start", "params_end", "steps", "wall_time_s", "train_time_s",
-                         "step_time_ms_mean", "step_time_ms_median", "event_time_s", "age_mean", "age_std",
-                         "max_generation"),
+          other_metrics=("n_events", "neurons_*", "mean_spike_factor", "max_spike_factor", "mean_swap_loss_ratio",
+                         "params_start", "params_end", "steps", "wall_time_s", "train_time_s", "step_time_ms_mean",
+                         "step_time_ms_median", "event_time_s", "age_*", "*_generation", "temperature"),
           note="a char-level corpus has a train and a validation split only: val_loss (the whole split) is its "
                "headline, so a seed chosen on val_loss_estimate is reported on the same text"),
     Phase("ewc", "nlab_cli.commands.ewc:ewc", "phases.ewc.config:EwcConfig", "training", resumes=True,

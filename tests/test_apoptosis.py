@@ -235,6 +235,10 @@ def test_cli_run_records_events_lineage_history_and_sample(nlab, tmp_path):
     assert {h["stage"] for h in history} == {"gen0", "gen1", "gen2"}
     assert (out / "checkpoints" / "ckpt.pt").is_file()
     assert json.loads((out / "manifest.json").read_text())["status"] == "completed"
+    from phases import registry  # every number it writes is one the registry lets seed-sweep select or report
+
+    numeric = [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert [k for k in numeric if not registry.get("apoptosis").writes_metric(k)] == []
     # the history feeds analyze-history, which sees the events as stage boundaries
     a = nlab("analyze-history", str(out), "--json", "--no-plot")
     assert a.returncode == 0, a.stderr

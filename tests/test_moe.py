@@ -142,6 +142,10 @@ def test_digits_run_metrics_predictions_history(cli, nlab_home):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "completed"
     assert (nlab_home / "checkpoints" / "train-moe" / run.name / "last.pt").is_file()
+    from phases import registry  # every number it writes is one the registry lets seed-sweep select or report
+
+    numeric = [k for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    assert [k for k in numeric if not registry.get("train-moe").writes_metric(k)] == []
 
 
 @pytest.mark.parametrize("strategy", ["supervised", "two-phase", "mixed"])
