@@ -283,9 +283,10 @@ class Training:
             "temperature": c.temperature,
             "events": [{k: v for k, v in e.items() if k != "layers"} | {"layers": [r["layer"] for r in e["layers"]]}
                        for e in self.events],
-            "events_file": str(self.run_.path(EVENTS)) if self.events else None,
-            "lineage_file": str(self.run_.path(LINEAGE)),
-            "val_blocks_file": str(self.run_.path(VAL_BLOCKS)),
+            # files of the run folder, named relative to it (a moved or copied folder stays whole)
+            "events_file": EVENTS if self.events else None,
+            "lineage_file": LINEAGE,
+            "val_blocks_file": VAL_BLOCKS,
         }
         if sample is not None:
             m["sample"] = sample

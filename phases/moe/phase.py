@@ -15,7 +15,7 @@ from phases.core.training import cut_records_after
 from phases.moe.config import TrainMoEConfig
 from phases.moe.plan import Plan, parse_tasks, resolve
 from phases.moe.report import build_metrics, render_summary, write_predictions
-from phases.moe.train import CHECKPOINT, train
+from phases.moe.train import BEST, CHECKPOINT, train
 
 PHASE = "train-moe"
 
@@ -56,7 +56,8 @@ def run(config: TrainMoEConfig) -> dict:
                        best_val_acc=result.best_val_acc, best_val_epoch=result.best_val_epoch,
                        select=config.select, selected_epoch=result.selected_epoch,
                        params=sum(p.numel() for p in model.parameters()),
-                       checkpoint=str(run_.checkpoint_dir / CHECKPOINT))
+                       # weights, named in the run's checkpoint folder (manifest: checkpoint_dir)
+                       checkpoint=CHECKPOINT, best_checkpoint=BEST)
         write_predictions(run_, tasks, result.test)
         out = run_.write_metrics(metrics, primary="test_acc")
     render_summary(out, tasks, f"train-moe: {'+'.join(plan.tasks)} ({config.strategy}, {config.experts} experts, "
