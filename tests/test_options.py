@@ -194,3 +194,14 @@ def test_phase_run_rejects_before_writing(nlab_home):
         with pytest.raises(InputError):
             run(config)
     assert _nothing_written(nlab_home)
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["seed-sweep", "--compare", "a", "b", "--threshold", "0.3"], "--threshold 0.3: must be in (0.5, 1)"),
+    (["seed-sweep", "--compare", "a", "b", "--threshold", "nan"], "--threshold nan: must be a finite number"),
+    (["eval-gsm8k", "--compare", "a", "b", "--checkpoint-every", "0"], "--checkpoint-every 0: must be at least 1"),
+])
+def test_compare_modes_check_their_options_first(cli, nlab_home, args, expect):
+    code, out, err = cli(*args)
+    assert code == 2 and expect in " ".join(err.split()) and out == "", err
+    assert not (nlab_home / "logs").exists()

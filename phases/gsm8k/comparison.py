@@ -8,6 +8,7 @@ from pathlib import Path
 
 from phases.core import render
 from phases.core.errors import InputError
+from phases.core.options import check_options
 from phases.core.jsonio import iter_jsonl
 from phases.core.runs import Run, load_run_dir
 from phases.core.compare import paired_correctness
@@ -39,6 +40,7 @@ def _label(run: dict) -> str:
 
 
 def run(config: CompareConfig) -> dict:
+    check_options(config)
     a, b = _load(config.run_a, "A"), _load(config.run_b, "B")
     split_a, split_b = a["config"].get("split"), b["config"].get("split")
     if split_a != split_b:

@@ -57,6 +57,6 @@ class EvalConfig:
 class CompareConfig:
     run_a: str
     run_b: str
-    checkpoint_every: int | None = None  # default: run A's
+    checkpoint_every: int | None = at_least(1, None)  # default: run A's
     out: str | None = None
     name: str | None = None

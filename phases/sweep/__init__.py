@@ -10,7 +10,7 @@ def run(config: SweepConfig) -> dict:
 
 
 def compare(config: CompareConfig) -> dict:
-    from phases.sweep.compare import compare as _compare
+    from phases.sweep.comparison import compare as _compare  # not a module named `compare`: it would replace this
 
     return _compare(config)
 

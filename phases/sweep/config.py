@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from phases.core.options import at_least, choice
+from phases.core.options import at_least, choice, in_range
 from phases.registry import SWEEPABLE  # noqa: F401  (the phases a sweep can run: declared in the registry)
 
 LAUNCHERS = ("local", "ray", "submitit")
@@ -48,7 +48,8 @@ class CompareConfig:
     sweep_a: str
     sweep_b: str
     metric: str | None = None  # default: the sweeps' report metric
-    mode: str | None = None  # default: the sweeps' mode
-    threshold: float = 0.75  # P(A>B) at or above this (and its interval above 0.5) calls A better
+    mode: str | None = choice(None, MODES)  # default: the sweeps' mode
+    # P(A>B) at or above this (and its interval above 0.5) calls A better; Bouthillier et al. suggest 0.75
+    threshold: float = in_range(0.75, 0.5, 1, lo_open=True, hi_open=True)
     out: str | None = None
     name: str | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from phases.core import render
 from phases.core.errors import InputError
+from phases.core.options import check_options
 from phases.core.runs import Run, load_run_dir
 from phases.core.stats import bootstrap_diff_of_means
 from phases.sweep import stats
@@ -42,8 +43,7 @@ def _seed_values(path: str, metric: str | None) -> tuple[dict, list[float], str]
 
 
 def compare(c: CompareConfig) -> dict:
-    if not 0.5 < c.threshold < 1:
-        raise InputError(f"--threshold {c.threshold}: must lie in (0.5, 1)", "Bouthillier et al. suggest 0.75")
+    check_options(c)
     ma, a, metric = _seed_values(c.sweep_a, c.metric)
     mb, b, _ = _seed_values(c.sweep_b, metric)
     mode = c.mode or ma["mode"]
