@@ -30,6 +30,10 @@ def _check_metrics(histories: list, t) -> None:
     if t.loss_metric not in logged:
         raise InputError(f"--loss-metric {t.loss_metric}: not logged in the given histories",
                          f"choose one of the metrics present: {', '.join(logged)}")
+    splits = sorted({p.split for h in histories for p in h.points})
+    if t.val_split not in splits and t.val_split != type(t)().val_split:  # the default may be absent: train only
+        raise InputError(f"--val-split {t.val_split}: no point of the given histories is in that split",
+                         f"choose one of the splits present: {', '.join(splits)}")
     val_logged = sorted({m for h in histories for p in h.points if p.split == t.val_split for m in p.metrics})
     if t.val_metric is not None and t.val_metric not in val_logged:
         raise InputError(f"--val-metric {t.val_metric}: not logged in split {t.val_split!r} of the given histories",
