@@ -218,6 +218,22 @@ def test_paired_losses_is_a_paired_bootstrap():
     assert paired_losses(a, a)["verdict"].startswith("A and B differ within noise")
 
 
+def test_compare_apoptosis_runs_is_a_paired_bootstrap_on_block_losses(tmp_path):
+    tiny = ("apoptosis", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32", "--batch-size",
+            "8", "--eval-iters", "2", "--device", "cpu", "--max-iters", "20", "--eval-interval", "10")
+    for name, seed in (("p", "0"), ("q", "1")):
+        rc, _, err = _invoke(*tiny, "--seed", seed, "--out", str(tmp_path / name))
+        assert rc == 0, err
+    rc, out, err = _invoke("runs", "compare", str(tmp_path / "p"), str(tmp_path / "q"), "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    a, b = (json.loads((tmp_path / k / "val_block_losses.json").read_text()) for k in "pq")
+    want = paired_losses(a, b, "A (p)", "B (q)")
+    for key in ("n_shared", "mean_a", "mean_b", "diff", "diff_low", "diff_high", "beyond_noise", "verdict"):
+        assert got[key] == want[key], key
+    assert got["test"].startswith("paired bootstrap") and want["verdict"] in err
+
+
 def test_gc_lists_then_deletes_failed_and_killed_runs(runs):
     """Last: it deletes runs of the shared lab."""
     ckpts = runs["a"].parents[2] / "checkpoints" / "train-moe"
@@ -236,3 +252,4 @@ def test_gc_lists_then_deletes_failed_and_killed_runs(runs):
         assert (runs[k] / "metrics.json").is_file()
     assert (ckpts / runs["a"].name / "last.pt").is_file() and (ckpts / runs["b"].name / "best.pt").is_file()
     assert {Path(r["run_dir"]) for r in listed()} == {runs["a"], runs["b"], runs["history"]}
+
