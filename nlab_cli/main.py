@@ -37,8 +37,11 @@ def root(
 
 
 # Every command from the phase registry, in its order (the order of `nlab --help`): the phases, then the tools
-# that read their runs.
+# that read their runs; a command group (`nlab runs ...`) as a Typer sub-app.
 for _phase in registry.PHASES:
+    if _phase.group:
+        app.add_typer(_phase.load("cli"), name=_phase.command)
+        continue
     _settings = {"allow_extra_args": True, "ignore_unknown_options": True} if _phase.extra_args else None
     app.command(_phase.command, context_settings=_settings)(_phase.load("cli"))
 

@@ -15,7 +15,7 @@ class Phase:
     command: str  # `nlab <command>`; also the run folders' `logs/<command>/` and the manifest's `phase`
     cli: str  # "module:function" of the Typer command
     config: str  # "module:Class" of its options
-    kind: str  # training, evaluation, sweep or analysis
+    kind: str  # training, evaluation, sweep, analysis or notebook
     resumes: bool = False  # `--resume RUN` alone continues a killed run
     sweepable: bool = False  # seed-sweep (and sweep) can run it per seed
     val_metrics: tuple[str, ...] = ()  # patterns of metrics measured on validation data: fit for selection
@@ -24,6 +24,7 @@ class Phase:
     check: str = ""  # "module:function" checking its config before any data is read (what seed-sweep runs once)
     note: str = ""  # what a user choosing on its metrics should know
     extra_args: bool = False  # takes pass-through options after `--`
+    group: bool = False  # `cli` is a Typer app of subcommands (`nlab runs list`, ...), added with add_typer
 
     def is_test_metric(self, name: str) -> bool:
         return any(fnmatch(name, p) for p in self.test_metrics)
@@ -76,6 +77,8 @@ PHASES: tuple[Phase, ...] = (
           "analysis"),
     Phase("analyze-history", "nlab_cli.commands.analyze_history:analyze_history",
           "phases.history.config:HistoryConfig", "analysis"),
+    Phase("runs", "nlab_cli.commands.runs:app", "phases.notebook.config:ListConfig", "notebook", group=True,
+          note="reads run folders and writes none (gc --yes deletes failed and stopped ones)"),
 )
 
 BY_COMMAND = {p.command: p for p in PHASES}

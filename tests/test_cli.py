@@ -22,6 +22,8 @@ def test_help_imports_no_heavy_library():
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom nlab_cli.main import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
             "for name in app.registered_commands:\n    CliRunner().invoke(app, [name.name, '--help'])\n"
+            "for g in app.registered_groups:\n    for c in g.typer_instance.registered_commands:\n"
+            "        assert CliRunner().invoke(app, [g.name, c.name, '--help']).exit_code == 0\n"
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'matplotlib', 'scipy', 'sklearn') "
             "if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

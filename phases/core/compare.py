@@ -1,6 +1,6 @@
 """Two systems compared on the same items, written once: ewc (each method against naive fine-tuning),
 ensemble-vote (the ensemble against its best member) and `eval-gsm8k --compare` (run A against run B) all call
-`paired_correctness`.
+`paired_correctness`; `nlab runs compare` calls it, or `paired_losses` for losses on shared held-out items.
 
 Input is per-item correctness keyed by item id; only the ids both sides evaluated are compared (the rest are
 counted as dropped). Out come the 2x2 counts, both accuracies, the difference A - B with a paired bootstrap 95%
@@ -14,7 +14,7 @@ Statistics libraries are imported inside the function, so importing this module 
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, Sequence
 
 
 def paired_correctness(a: Mapping[Hashable, bool], b: Mapping[Hashable, bool], label_a: str = "A",
@@ -56,3 +56,40 @@ def verdict(c: dict, label_a: str = "A", label_b: str = "B") -> str:
     if d < 0:  # state the winner's advantage as a positive number
         label_a, d, lo, hi = label_b, -d, -hi, -lo
     return f"{label_a} is better beyond noise ({d:+.1f} points, 95% CI [{lo:+.1f}, {hi:+.1f}], {tail})"
+
+
+def paired_losses(a: Sequence[float], b: Sequence[float], label_a: str = "A", label_b: str = "B",
+                  seed: int = 0) -> dict:
+    """Paired comparison of two models' losses on the same held-out items (apoptosis's per-block validation
+    losses, item i of `a` and `b` being the same text): the mean difference A - B with a paired bootstrap 95%
+    interval (items resampled; phases.core.stats.paired_bootstrap_diff, seed 0). Losses are not right/wrong, so
+    there is no McNemar here: beyond noise means the interval excludes zero. Lower is better."""
+    from phases.core import stats
+
+    if len(a) != len(b):
+        raise ValueError(f"paired losses need the same items: {len(a)} against {len(b)}")
+    n = len(a)
+    nan = float("nan")
+    diff, low, high = stats.paired_bootstrap_diff(a, b, seed=seed) if n else (nan, nan, nan)
+    out = {"n_shared": n, "mean_a": sum(a) / n if n else nan, "mean_b": sum(b) / n if n else nan,
+           "diff": diff, "diff_low": low, "diff_high": high,
+           "beyond_noise": n > 0 and stats.beyond_noise(low, high)}
+    out["verdict"] = loss_verdict(out, label_a, label_b)
+    return out
+
+
+def loss_verdict(c: dict, label_a: str = "A", label_b: str = "B") -> str:
+    """The loss comparison in words, as `verdict` words an accuracy one (e.g. 'B is better beyond noise (0.0123
+    lower loss, 95% CI [0.0051, 0.0190], paired bootstrap, n=200)')."""
+    if not c["n_shared"]:
+        return f"{label_a} and {label_b} share no item: nothing to compare"
+    d, lo, hi = c["diff"], c["diff_low"], c["diff_high"]
+    tail = f"paired bootstrap, n={c['n_shared']}"
+    if not c["beyond_noise"]:
+        return (f"{label_a} and {label_b} differ within noise ({label_a} - {label_b} = {d:+.4f} loss, 95% CI "
+                f"[{lo:+.4f}, {hi:+.4f}], {tail})")
+    if d > 0:  # B has the lower loss; either way the winner's advantage is stated as a positive number
+        label_a = label_b
+    else:
+        d, lo, hi = -d, -hi, -lo
+    return f"{label_a} is better beyond noise ({d:.4f} lower loss, 95% CI [{lo:.4f}, {hi:.4f}], {tail})"

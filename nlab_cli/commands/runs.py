@@ -1,0 +1,87 @@
+"""nlab runs: the run folders as a lab notebook (list, show, diff, compare, gc). A command group; the work is in
+phases/notebook/."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from nlab_cli.common import Json, execute
+from phases.notebook.config import GcConfig, ListConfig, PairConfig, ShowConfig
+
+app = typer.Typer(
+    name="runs", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="The run folders as a lab notebook: list (filter, total compute), show, diff, compare (the paired test "
+         "for the phase) and gc. Reads logs/ under NLAB_HOME, or the folders given; writes nothing but gc --yes.")
+
+Dirs = Annotated[Optional[list[str]], typer.Argument(
+    help="Folders searched recursively for run folders (default: logs/ under NLAB_HOME).", show_default=False)]
+RunA = Annotated[str, typer.Argument(help="Run A: a run folder, or its run id under logs/.", show_default=False)]
+RunB = Annotated[str, typer.Argument(help="Run B: a run folder, or its run id under logs/.", show_default=False)]
+
+
+@app.command("list")
+def list_runs(
+    dirs: Dirs = None,
+    phase: Annotated[Optional[str], typer.Option(help="Only runs of this phase (e.g. train-moe).",
+                                                 show_default=False)] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status: completed, failed, running "
+                                                       "or stopped (killed).", show_default=False)] = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE, KEY!=VALUE, KEY>VALUE, KEY>=VALUE, KEY<VALUE, KEY<=VALUE over config.json options or "
+             "metrics.json metrics, e.g. 'lr=0.004' or 'test_acc>0.9'; repeatable (all must hold).",
+        show_default=False)] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only runs started on or after this date (YYYY-MM-DD, or an "
+                                                      "ISO time).", show_default=False)] = None,
+    sum_: Annotated[Optional[str], typer.Option("--sum", help="Print the total of wall_time (compute accounting) "
+                                                              "or of a numeric metric over the listed runs.",
+                                                show_default=False)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the list as JSON on stdout (one object per "
+                                                          "run, with run_dir) instead of the table.")] = False,
+) -> None:
+    """A table of the runs: id, phase, status, primary metric with its 95% interval and n, wall time, key options."""
+    from phases.notebook import listing
+
+    config = ListConfig(dirs=dirs or [], phase=phase, status=status, where=where or [], since=since, sum=sum_,
+                        table=not json_out)
+    execute(lambda c: listing.run(c)["runs"], config, json_out=json_out)
+
+
+@app.command("show")
+def show(run: RunA, json_out: Json = False) -> None:
+    """One run: status, exit reason and environment, its config, its metrics (headline first), its files."""
+    from phases.notebook import inspect
+
+    execute(inspect.show, ShowConfig(run), json_out=json_out)
+
+
+@app.command("diff")
+def diff(run_a: RunA, run_b: RunB, json_out: Json = False) -> None:
+    """The options that differ between two runs, then every scalar metric side by side with B - A."""
+    from phases.notebook import inspect
+
+    execute(inspect.diff, PairConfig(run_a, run_b), json_out=json_out)
+
+
+@app.command("compare")
+def compare(run_a: RunA, run_b: RunB, json_out: Json = False) -> None:
+    """The paired test for the phase: McNemar and a paired bootstrap on the items both runs predicted, or a paired
+    bootstrap on apoptosis's validation block losses."""
+    from phases.notebook import compare as comparison
+
+    execute(comparison.compare, PairConfig(run_a, run_b), json_out=json_out)
+
+
+@app.command("gc")
+def gc(
+    dirs: Dirs = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete the listed runs and their checkpoint folders (a run "
+                                                    "whose lock is held is never deleted).")] = False,
+    json_out: Json = False,
+) -> None:
+    """Failed and stopped runs (not completed, lock not held) with their checkpoints and sizes; --yes deletes."""
+    from phases.notebook import gc as collect
+
+    execute(collect.gc, GcConfig(dirs=dirs or [], yes=yes), json_out=json_out)
