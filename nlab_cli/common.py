@@ -20,6 +20,10 @@ DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Folder holding the datasets (default: $NLAB_DATA_DIR, then ./data, then a download).",
     show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the final metrics as one JSON object on stdout.")]
+Expect = Annotated[Optional[list[str]], typer.Option(
+    "--expect", help="A go/no-go gate on a final metric, e.g. 'test_acc>=0.95' (repeatable): each is printed met, "
+                     "missed or inconclusive (its 95% interval straddles the threshold); any not met: exit 3.",
+    show_default=False)]
 
 
 def opt(help: str, panel: str | None = None, *names: str, **kw) -> typer.Option:
@@ -37,14 +41,21 @@ def _print_error(message: str, hint: str | None = None) -> None:
         console().print(f"  [bold]fix:[/bold] {escape(hint)}", soft_wrap=True)
 
 
-def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, **kwargs: Any) -> dict:
+def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, expect: list[str] | None = None,
+            phase: str | None = None, **kwargs: Any) -> dict:
     """Call a phase function the way every command does: NlabError -> its exit code with a message naming
     what is wrong, Ctrl-C -> exit 1, and with --json the result as one JSON object on stdout. Anything else
-    is a bug and keeps its traceback (exit 1)."""
+    is a bug and keeps its traceback (exit 1). `expect`: gates on the result (phases/core/gates.py), checked for
+    form (and, given the `phase`, metric names) before the run, judged after it, kept in the phase's run folder
+    (expectations.json); any not met is exit 3."""
+    from phases.core import gates as gate
     from phases.core.errors import NlabError
     from phases.core.jsonio import dumps
 
     try:
+        gates = gate.parse_gates(expect or [])
+        if gates and phase:
+            gate.check_names(gates, phase)
         result = fn(*args, **kwargs)
     except NlabError as e:
         _print_error(e.message, e.hint)
@@ -52,9 +63,20 @@ def execute(fn: Callable[..., dict], *args: Any, json_out: bool = False, **kwarg
     except KeyboardInterrupt:
         _print_error("interrupted")
         raise typer.Exit(1) from None
+    missed = False
+    if gates:
+        result["expectations"] = judged = gate.judge(gates, result)
+        gate.render(judged)
+        if phase and result.get("run_dir") and Path(result["run_dir"]).is_dir():  # the new run keeps its verdicts
+            from phases.core.jsonio import atomic_write_json
+
+            atomic_write_json(Path(result["run_dir"]) / "expectations.json", judged)
+        missed = any(g["verdict"] != "met" for g in judged)
     if json_out:
         sys.stdout.write(dumps(result) + "\n")
         sys.stdout.flush()
+    if missed:
+        raise typer.Exit(3)
     return result
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import Json, Name, Out, execute, expand_stdin_runs
+from nlab_cli.common import Expect, Json, Name, Out, execute, expand_stdin_runs
 from phases.history.config import HistoryConfig, Thresholds
 
 _T = Thresholds()
@@ -38,6 +38,7 @@ def analyze_history(
     out: Out = None,
     name: Name = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Find loss spikes at stage boundaries, stagnation, overfitting and forgetting in training histories."""
     from phases import history
@@ -47,4 +48,4 @@ def analyze_history(
         thresholds=Thresholds(loss_metric, val_split, val_metric, window, spike_threshold, stagnation_tol, patience,
                               forgetting_threshold),
         skip_bad_lines=skip_bad_lines, plot=plot, out=str(out) if out else None, name=name)
-    execute(history.run, config, json_out=json_out)
+    execute(history.run, config, json_out=json_out, expect=expect, phase="analyze-history")

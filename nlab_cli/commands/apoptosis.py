@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.apoptosis.config import CROSSOVERS, DATASETS, FITNESSES, STRATEGIES, ApoptosisConfig
@@ -73,9 +73,10 @@ def apoptosis(
              "given are taken from the run; only --device, --data-dir and --compile may differ from it.",
         show_default=False)] = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Train a char-level GPT (nanoGPT's CPU recipe) while its MLP neurons die and are reborn every --interval
     steps; record every event and its loss spike, neuron ages and lineage, and the held-out loss."""
     from phases import apoptosis as phase
 
-    execute(phase.run, build_config(ctx, ApoptosisConfig), json_out=json_out)
+    execute(phase.run, build_config(ctx, ApoptosisConfig), json_out=json_out, expect=expect, phase="apoptosis")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import Json, Name, Out, bad_usage, execute, read_stdin_json
+from nlab_cli.common import Expect, Json, Name, Out, bad_usage, execute, read_stdin_json
 from phases.ensemble.config import METHODS, TIE_BREAKS, EnsembleConfig
 
 _E = EnsembleConfig()
@@ -26,6 +26,7 @@ def ensemble_vote(
     out: Out = None,
     name: Name = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Combine runs' predictions by voting; report the ensemble against each member, with noise bounds."""
     from phases import ensemble
@@ -44,4 +45,4 @@ def ensemble_vote(
             runs = [str(o["run_dir"]) for o in piped if "run_dir" in o] + runs
     config = EnsembleConfig(runs=runs, from_sweep=sweep_dir, top_k=top_k, method=method, tie_break=tie_break,
                             out=str(out) if out else None, name=name)
-    execute(ensemble.run, config, json_out=json_out)
+    execute(ensemble.run, config, json_out=json_out, expect=expect, phase="ensemble-vote")

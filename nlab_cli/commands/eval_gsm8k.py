@@ -7,14 +7,14 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import (DataDir, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
+from nlab_cli.common import (DataDir, Expect, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
                              given_options)
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.gsm8k.config import BACKENDS, DTYPES, PRESETS, SPLITS, CompareConfig, EvalConfig
 
 _D = EvalConfig()
-_COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out"}
+_COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out", "expect"}
 
 
 def eval_gsm8k(
@@ -74,6 +74,7 @@ def eval_gsm8k(
     out: Out = None,
     name: Name = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Evaluate a causal LM on GSM8K: batched, resumable, strict and flexible extraction, maj@k, perplexity."""
     given = given_options(ctx)
@@ -91,9 +92,9 @@ def eval_gsm8k(
 
         config = CompareConfig(runs[0], runs[1], checkpoint_every if "checkpoint_every" in given else None,
                                str(out) if out else None, name)
-        execute(gsm8k.compare, config, json_out=json_out)
+        execute(gsm8k.compare, config, json_out=json_out, expect=expect)
         return
     from phases import gsm8k
 
     config = build_config(ctx, EvalConfig, renamed={"adapter": "adapters"}, adapter=list(adapter or []))
-    execute(gsm8k.run, config, json_out=json_out)
+    execute(gsm8k.run, config, json_out=json_out, expect=expect, phase="eval-gsm8k")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.ewc.config import EWC_MODES, FISHERS, HEADS, MODELS, SCENARIOS, EwcConfig
@@ -80,10 +80,11 @@ def ewc(
              "rerun from the start; options not given are the run's own, and only --device and --data-dir may "
              "differ.", show_default=False)] = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Learn tasks one after another and measure forgetting: naive fine-tuning, EWC, an L2 control, replay, a
     mixed curriculum and a gated modification layer, compared on identical data and seed in one table."""
     from phases import ewc as phase
 
     config = build_config(ctx, EwcConfig, renamed={"method": "methods"})
-    execute(phase.run, config, json_out=json_out)
+    execute(phase.run, config, json_out=json_out, expect=expect, phase="ewc")

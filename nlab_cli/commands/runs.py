@@ -57,6 +57,20 @@ def show(run: RunA, json_out: Json = False) -> None:
     execute(inspect.show, ShowConfig(run), json_out=json_out)
 
 
+@app.command("check")
+def check(
+    run: RunA,
+    expect: Annotated[list[str], typer.Option(
+        "--expect", help="A go/no-go gate on the run's metrics, e.g. 'test_acc>=0.95' (repeatable); any not met "
+                         "(missed, or its 95% interval straddling the threshold): exit 3.", show_default=False)],
+    json_out: Json = False,
+) -> None:
+    """Judge a finished run against go/no-go gates: each printed met, missed or inconclusive; exit 3 unless all met."""
+    from phases.notebook import inspect
+
+    execute(inspect.metrics_of, ShowConfig(run), json_out=json_out, expect=expect)
+
+
 @app.command("diff")
 def diff(run_a: RunA, run_b: RunB, json_out: Json = False) -> None:
     """The options that differ between two runs, then every scalar metric side by side with B - A."""

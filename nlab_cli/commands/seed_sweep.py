@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import Json, Name, Out, bad_usage, execute
+from nlab_cli.common import Expect, Json, Name, Out, bad_usage, execute
 from nlab_cli.options import build_config
 from phases.sweep.config import LAUNCHERS, MODES, CompareConfig, SweepConfig
 
@@ -83,6 +83,7 @@ def seed_sweep(
     out: Out = None,
     name: Name = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Run one phase under N seeds: spread, expected maximum, honest best-seed selection, top seeds."""
     from phases import sweep
@@ -90,7 +91,7 @@ def seed_sweep(
     if compare:
         execute(sweep.compare, CompareConfig(str(compare[0]), str(compare[1]), metric,
                                              mode if mode != _S.mode else None, threshold,
-                                             str(out) if out else None, name), json_out=json_out)
+                                             str(out) if out else None, name), json_out=json_out, expect=expect)
         return
     if phase is None and resume is None:
         raise bad_usage("seed-sweep needs the phase to run", "e.g. nlab seed-sweep train-moe --seeds 5 -- --epochs 3")
@@ -99,4 +100,4 @@ def seed_sweep(
     # with --resume alone, the sweep's phase, options and seeds come from its own config
     config = build_config(ctx, SweepConfig, also_given=frozenset({"phase_args"} if ctx.args else ()),
                           phase_args=list(ctx.args), seed_list=_int_list(seed_list, "--seed-list"))
-    execute(sweep.run, config, json_out=json_out)
+    execute(sweep.run, config, json_out=json_out, expect=expect, phase="seed-sweep")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.moe.config import ASSIGNMENTS, DATASETS, OPTIMIZERS, ROUTERS, SELECTS, STRATEGIES, TrainMoEConfig
@@ -68,8 +68,8 @@ def train_moe(
     warmup_epochs: Annotated[float, _opt("Linear learning-rate warmup, in epochs.", _TRAIN)] = _C.warmup_epochs,
     grad_clip: Annotated[float, _opt("Clip the gradient norm to this (0: off).", _TRAIN)] = _C.grad_clip,
     eval_batch_size: Annotated[int, _opt("Batch size of evaluation.", _TRAIN)] = _C.eval_batch_size,
-    select: Annotated[Literal[SELECTS], _opt("The epoch whose weights are reported on test: best-val (the best validation "
-                                "accuracy) or last.", _TRAIN)] = _C.select,
+    select: Annotated[Literal[SELECTS], _opt("The epoch whose weights are reported on test: best-val (the best "
+                                             "validation accuracy) or last.", _TRAIN)] = _C.select,
     compile: Annotated[bool, _opt("torch.compile the backbones.", _TRAIN)] = _C.compile,
     resume: Annotated[Optional[Path], _opt("Continue this run folder from its last epoch checkpoint, exactly; "
                                            "options not given are taken from the run; only --device, --data-dir, "
@@ -82,9 +82,10 @@ def train_moe(
     out: Out = None,
     name: Name = None,
     json_out: Json = False,
+    expect: Expect = None,
 ) -> None:
     """Train a classifier whose head is a mixture of experts, and report accuracy with routing diagnostics."""
     from phases import moe
 
     config = build_config(ctx, TrainMoEConfig)
-    execute(moe.run, config, json_out=json_out)
+    execute(moe.run, config, json_out=json_out, expect=expect, phase="train-moe")

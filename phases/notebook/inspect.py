@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from phases.core import render
+from phases.core.errors import InputError
 from phases.core.runs import RESUME_ALWAYS_DIFFER, Run, load_run_dir
 from phases.notebook import index
 from phases.notebook.config import PairConfig, ShowConfig
@@ -50,6 +51,16 @@ def _files(run_dir: Path, manifest: dict) -> list[dict]:
     if ckpt.is_dir() and ckpt.resolve().parent != run_dir.resolve():  # a default run's weights, outside the folder
         out.append({"path": str(ckpt), "bytes": folder_size(ckpt), "plot": False})
     return out
+
+
+def metrics_of(config: ShowConfig) -> dict:
+    """A run's final metrics (what `runs check --expect` judges); a run without them is exit 2."""
+    run_dir = index.resolve_run(config.run)
+    metrics = load_run_dir(run_dir)["metrics"]
+    if metrics is None:
+        raise InputError(f"{run_dir}: no metrics.json (the run has not completed)",
+                         "check a completed run, or resume this one first")
+    return metrics
 
 
 def show(config: ShowConfig) -> dict:

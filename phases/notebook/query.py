@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import operator
-import re
 from dataclasses import dataclass
 
 from phases.core.errors import InputError
+from phases.core.expressions import OPS, parse
 
 GRAMMAR = ("KEY=VALUE, KEY!=VALUE, KEY>VALUE, KEY>=VALUE, KEY<VALUE or KEY<=VALUE, where KEY is an option of "
            "config.json or a metric of metrics.json, e.g. --where 'lr=0.004' --where 'test_acc>0.9'")
-_EXPR = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|>=|<=|=|>|<)\s*(\S(?:.*\S)?)\s*$")
-_OPS = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt,
-        "<=": operator.le}
 
 
 def _number(v) -> float | None:
@@ -44,20 +40,14 @@ class Condition:
         actual = source[self.key]
         a, b = _number(actual), _number(self.value)
         if a is not None and b is not None:
-            return _OPS[self.op](a, b)
+            return OPS[self.op](a, b)
         if self.op in ("=", "!="):
-            return _OPS[self.op](_text(actual), self.value)
+            return OPS[self.op](_text(actual), self.value)
         return False
 
 
 def parse_where(exprs: list[str]) -> list[Condition]:
-    out = []
-    for e in exprs:
-        m = _EXPR.match(e)
-        if m is None:
-            raise InputError(f"--where {e!r}: not an expression nlab understands", f"write {GRAMMAR}")
-        out.append(Condition(*m.groups()))
-    return out
+    return [Condition(*parse(e, "--where", GRAMMAR)) for e in exprs]
 
 
 def parse_since(text: str | None) -> _dt.datetime | None:
