@@ -5,7 +5,6 @@ interval straddles the threshold (exit 3, said so), checked for form and metric 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

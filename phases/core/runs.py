@@ -12,7 +12,6 @@ import datetime as _dt
 import fcntl
 import os
 import platform
-import re
 import signal
 import socket
 import subprocess
