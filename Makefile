@@ -66,10 +66,11 @@ demo: setup
 test: setup-test
 	$(PY) -m pytest -q
 
-# Regenerate locks/ from pyproject.toml with uv (pinned here), resolving the newest releases it admits.
+# Regenerate locks/ from pyproject.toml with uv (pinned here). Existing pins are kept where pyproject.toml still
+# admits them (a new dependency moves nothing else); `make lock UPGRADE=1` resolves the newest releases instead.
 lock:
 	test -x $(VENV)/bin/uv || $(PIPQ) uv==0.13.9
-	UV=$(abspath $(VENV))/bin/uv bash locks/lock.sh
+	UV=$(abspath $(VENV))/bin/uv UPGRADE=$(UPGRADE) bash locks/lock.sh
 
 # Drift check (not part of CI): a throwaway environment of the newest releases pyproject.toml admits, the
 # packages that differ from the lock, then the whole suite there.

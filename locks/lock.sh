@@ -13,6 +13,9 @@ TORCH=$(sed -n 's/^torch==//p' ../constraints.txt)
 # Where the CPU wheel of torch is found: pip's find-links on machines that keep it on disk, else PyTorch's CPU index.
 TORCH_FIND_LINKS=${TORCH_FIND_LINKS:-$(pip config get global.find-links 2>/dev/null || echo https://download.pytorch.org/whl/cpu/torch/)}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# uv keeps the pins of an existing output file where they still satisfy pyproject.toml, so adding a package does
+# not move every other one; `make lock UPGRADE=1` starts from nothing and takes the newest releases.
+if [ -z "${UPGRADE:-}" ]; then cp test.txt default.txt llamacpp-source.txt build-llamacpp.txt "$tmp"/ 2>/dev/null || true; fi
 # Replace a lock only when its content changed: make rebuilds .venv (and llama.cpp) from the locks' timestamps.
 keep() { cmp -s "$tmp/$1" "$1" || mv "$tmp/$1" "$1"; }
 echo "torch==$TORCH+cpu" > "$tmp/torch-cpu.txt"
