@@ -5,11 +5,13 @@ there; caches of Hugging Face and matplotlib go to a session temporary folder.""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,37 @@ def shared_models() -> Path:
     if not models.is_dir():
         pytest.fail("the tests need the real small LLM: ../shared/models beside the project (or NLAB_MODELS_DIR)")
     return models
+
+
+GGUF = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"  # the shared small LLM
+
+
+@pytest.fixture(scope="session")
+def gguf(shared_models) -> Path:
+    path = shared_models / GGUF
+    if not path.is_file():
+        pytest.fail(f"the real small LLM is missing: {path}")
+    return path
+
+
+@contextmanager
+def serving_copies(loaded, gguf: Path, dtype: str):
+    """While open, runs in this process that load the shared model in `dtype` on the CPU get a copy of `loaded`
+    instead of reading the GGUF again (a copy, because an adapter is injected into the model it is put on); any
+    other model loads as usual."""
+    from phases.gsm8k import models
+
+    real = models.load_model
+
+    def load_model(spec, dtype_, device):
+        if Path(spec).resolve() != gguf.resolve() or dtype_ != dtype or device.type != "cpu":
+            return real(spec, dtype_, device)
+        return models.LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.dtype,
+                                  dict(loaded.identity))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "load_model", load_model)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -102,6 +102,10 @@ FILES = {
     "template_unknown.json": b'{"shots": 2, "colour": "blue"}\n',
     "template_list.json": b'["shots", 2]\n',
     "a_file": b"a regular file\n",
+    "qa_good.jsonl": GOOD_GSM,
+    "qa_malformed.jsonl": GOOD_GSM[:len(GOOD_GSM) // 20 * 2] + b'{"question": "q", "answer": \n',
+    "qa_noanswer.jsonl": GOOD_GSM[:len(GOOD_GSM) // 20 * 2] + b'{"question": "What is 1 + 1?"}\n',
+    "qa_nofinal.jsonl": b'{"question": "q", "answer": "it is 5"}\n',
 }
 
 # run folders: phase, config.json, and {file: bytes}
@@ -252,6 +256,30 @@ CASES = [
     ("eval-gsm8k --n 2 --out {a_file}/sub", "--out"),
     ("eval-gsm8k --resume {moe_run}", "train-moe"),
     ("eval-gsm8k --resume {sweep_run}", "seed-sweep"),
+    # --- train-lora ------------------------------------------------------------------------------------------------
+    ("train-lora --train-file {qa_malformed.jsonl}", "qa_malformed.jsonl:3"),
+    ("train-lora --train-file {qa_noanswer.jsonl}", "qa_noanswer.jsonl:3"),
+    ("train-lora --train-file {qa_nofinal.jsonl}", "qa_nofinal.jsonl:1"),
+    ("train-lora --train-file {empty_dir}/none.jsonl", "--train-file"),
+    ("train-lora --train-file {qa_good.jsonl} --val-n 20", "--val-n 20"),
+    ("train-lora --train-file {qa_good.jsonl} --dataset sst2", "--dataset"),
+    ("train-lora --train-file {qa_good.jsonl} --val-n 2 --extra-file {qa_malformed.jsonl} --extra-ratio 0.3",
+     "qa_malformed.jsonl:3"),
+    ("train-lora --r 0", "--r 0"),
+    ("train-lora --alpha 0", "--alpha 0"),
+    ("train-lora --extra-ratio 1.0", "--extra-ratio 1.0"),
+    ("train-lora --extra-ratio -0.1", "--extra-ratio -0.1"),
+    ("train-lora --extra-ratio 0.2", "--extra-file"),
+    ("train-lora --mix 100:0,70:30", "--extra-file"),
+    ("train-lora --extra-file {qa_good.jsonl} --mix 100:0,70:20", "--mix"),
+    ("train-lora --extra-file {qa_good.jsonl} --mix 100:0,70:30 --extra-ratio 0.2", "--extra-ratio"),
+    ("train-lora --target-modules ,", "--target-modules"),
+    ("train-lora --eval-every 500 --max-steps 200", "--eval-every 500"),
+    ("train-lora --test-n 5 --val-n 2 --data-dir {gsm_small}", "--test-n 5"),
+    ("train-lora --data-dir {gsm_malformed}", "test.jsonl:"),
+    ("train-lora --model {empty_dir}/none.gguf --train-file {qa_good.jsonl} --val-n 2", "--model"),
+    ("train-lora --resume {moe_run}", "train-moe"),
+    ("train-lora --out " + OUT_PROC, "--out"),
     # --- seed-sweep ------------------------------------------------------------------------------------------------
     ("seed-sweep train-moe -- --epochs -4", "--epochs -4"),
     ("seed-sweep train-moe -- --lr nan", "--lr nan"),
@@ -417,7 +445,7 @@ def test_bad_stdin_exits_2(cli, tmp_path, nlab_home, line, stdin, culprit):
 def test_corpus_size():
     assert len(CASES) + len(STDIN_CASES) >= 100
     assert {c[0].split()[0] for c in CASES} == {"train-moe", "apoptosis", "ewc", "eval-gsm8k", "seed-sweep",
-                                                "ensemble-vote", "analyze-history"}
+                                                "ensemble-vote", "analyze-history", "train-lora"}
 
 
 def test_skip_bad_lines_counts_a_non_numeric_loss(cli, tmp_path, nlab_home):

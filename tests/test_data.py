@@ -143,7 +143,7 @@ def test_malformed_dataset_lines_name_file_and_line(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "q", "answer": "a #### 1"}\n')
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "a #### 1"}\n{"question": 1}\n')
-    with pytest.raises(InputError, match=r"test\.jsonl:2: not a GSM8K record"):
+    with pytest.raises(InputError, match=r"test\.jsonl:2: not a question/answer record"):
         load("gsm8k", data_dir=tmp_path)
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood \t1\nbad \t7\n")

@@ -187,7 +187,7 @@ def test_reservoir_keeps_a_uniform_sample_of_the_stream():
 @pytest.mark.parametrize("mix, why", [("", "empty"), ("100:0,60:30", "sum to 100"), ("70:30,50:50", "first stage"),
                                       ("100:0", "at least two"), ("100:0,a:b", "base:modified")])
 def test_bad_mix_schedules(mix, why):
-    from phases.ewc.scenarios import parse_mix
+    from phases.core.curriculum import parse_mix
 
     with pytest.raises(InputError, match=why):
         parse_mix(mix)

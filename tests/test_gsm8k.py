@@ -23,23 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import nlab_executable
+from conftest import nlab_executable, serving_copies
 from phases.core.stats import mcnemar_exact, wilson_interval
 from phases.core.voting import majority_vote
 from phases.gsm8k.extract import canonical
 
-GGUF = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 ACC_KEYS = ("n", "strict_acc", "strict_acc_low", "strict_acc_high", "strict_n_correct", "flexible_acc",
             "flexible_acc_low", "flexible_acc_high", "flexible_n_correct", "strict_invalid", "flexible_invalid",
             "finished_by_length", "completion_tokens", "prompt_tokens_mean")
-
-
-@pytest.fixture(scope="module")
-def gguf(shared_models) -> Path:
-    path = shared_models / GGUF
-    if not path.is_file():
-        pytest.fail(f"the real small LLM is missing: {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +44,8 @@ def loaded(gguf):
 
 @pytest.fixture(scope="module")
 def preloaded(loaded, gguf):
-    """Runs of the shared model in this process get a copy of the module's model instead of loading it again (a
-    copy, because an adapter is injected into the model it is applied to); any other model loads as usual."""
-    from phases.gsm8k import models
-
-    real = models.load_model
-
-    def load_model(spec, dtype, device):
-        if Path(spec).resolve() != gguf.resolve() or dtype != "auto" or device.type != "cpu":
-            return real(spec, dtype, device)
-        return models.LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.dtype,
-                                  dict(loaded.identity))
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models, "load_model", load_model)
+    """Runs of the shared model (dtype auto) in this process get a copy of the module's model."""
+    with serving_copies(loaded, gguf, "auto"):
         yield
 
 

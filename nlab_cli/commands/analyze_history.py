@@ -30,7 +30,7 @@ def analyze_history(
     loss_metric: Annotated[str, typer.Option(help="The metric that is the loss.")] = _T.loss_metric,
     val_split: Annotated[str, typer.Option(help="The split holding validation evaluations.")] = _T.val_split,
     val_metric: Annotated[Optional[str], typer.Option(help="Validation metric for best step and overfitting "
-                                                           "(default: the loss when logged).",
+                                                           "(default: the metric the run selected on, e.g. train-lora's acc, else the loss when logged).",
                                                       show_default=False)] = None,
     skip_bad_lines: Annotated[bool, typer.Option(help="Skip (and count) malformed lines instead of "
                                                       "stopping.")] = False,

@@ -43,7 +43,7 @@ def check(c: EwcConfig) -> list[str]:
         raise InputError(f"--model {c.model} does not apply to --scenario {c.scenario} (it fixes its own model)",
                          f"--model chooses only in {', '.join(MODEL_SCENARIOS)}")
     if c.scenario in CURRICULUM_SCENARIOS:
-        from phases.ewc.scenarios import parse_mix
+        from phases.core.curriculum import parse_mix
 
         parse_mix(c.mix)
     check_memory(c)

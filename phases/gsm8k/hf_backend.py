@@ -17,6 +17,22 @@ from phases.gsm8k.models import LoadedModel
 from phases.gsm8k.prompts import PromptSpec, gold_target
 
 
+def prompt_text(tok, spec: PromptSpec, prompt: str | list[dict]) -> str:
+    """The text the model sees for a prompt: completion text as is, chat messages through the chat template with
+    the assistant turn opened (train-lora formats its examples with this too, so training and evaluation agree)."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tok, "chat_template", None):
+        raise InputError(f"--preset {spec.name}: the model has no chat template",
+                         "use a completion preset such as --preset lm-eval")
+    return tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def encode(tok, text: str) -> list[int]:
+    # no BOS added, as lm-eval does for causal models; chat templates write their own special tokens
+    return tok(text, add_special_tokens=False).input_ids
+
+
 class TransformersBackend:
     def __init__(self, loaded: LoadedModel, spec: PromptSpec, batch_size: int, samples: int, temperature: float,
                  seed: int, ppl: bool):
@@ -41,16 +57,10 @@ class TransformersBackend:
 
     # --- prompts ---------------------------------------------------------------------------------------------------
     def _text(self, prompt: str | list[dict]) -> str:
-        if isinstance(prompt, str):
-            return prompt
-        if not getattr(self.tok, "chat_template", None):
-            raise InputError(f"--preset {self.spec.name}: the model has no chat template",
-                             "use a completion preset such as --preset lm-eval")
-        return self.tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return prompt_text(self.tok, self.spec, prompt)
 
     def _encode(self, text: str) -> list[int]:
-        # no BOS added, as lm-eval does for causal models; chat templates write their own special tokens
-        return self.tok(text, add_special_tokens=False).input_ids
+        return encode(self.tok, text)
 
     def prepare(self, items: list[Item]) -> None:
         """Tokenize every prompt up front, so that a prompt too long for the model is an input error."""

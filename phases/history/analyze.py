@@ -54,6 +54,8 @@ def _pick_val_metric(hist: History, t: Thresholds) -> str | None:
     if t.val_metric:
         return t.val_metric
     val_metrics = sorted({m for p in hist.points if p.split == t.val_split for m in p.metrics})
+    if hist.selection_metric in val_metrics:
+        return hist.selection_metric
     if t.loss_metric in val_metrics:
         return t.loss_metric
     return val_metrics[0] if val_metrics else None

@@ -11,7 +11,9 @@ from phases.core.options import at_least, in_range, positive
 class Thresholds:
     loss_metric: str = "loss"  # the metric that is 'the loss'
     val_split: str = "val"  # the split holding validation evaluations
-    val_metric: str | None = None  # default: the loss metric when validation logs it, else its first metric
+    # default: the metric the run chose its weights on (metrics.json `selection_metric`, e.g. train-lora's
+    # accuracy), else the loss when validation logs it, else validation's first metric
+    val_metric: str | None = None
     window: int = at_least(1, 5)  # logged points on each side of a stage boundary, for the spike factor
     # a boundary whose spike factor reaches this is a spike (the lab's target: < 2x)
     spike_threshold: float = in_range(2.0, 1, lo_open=True)

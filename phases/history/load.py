@@ -34,6 +34,9 @@ class History:
     source: Path
     points: list[Point]
     bad_lines: list[int] = field(default_factory=list)
+    # the validation metric the run chose its weights on, when its metrics.json says (train-lora: accuracy);
+    # overfitting is judged on it unless --val-metric says otherwise
+    selection_metric: str | None = None
 
     def stages(self) -> list[str | None]:
         """Stage names in order of first appearance (by step); [None] for a history without stages."""
@@ -168,6 +171,17 @@ def _name(path: Path) -> str:
     return path.stem
 
 
+def _selection_metric(run_dir: Path) -> str | None:
+    """`selection_metric` of the run folder's metrics.json, when there is one (a finished nlab run)."""
+    import json
+
+    try:
+        value = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("selection_metric")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def read_history(path: Path | str, skip_bad_lines: bool = False) -> History:
     path = Path(path)
     if not path.exists():
@@ -185,6 +199,7 @@ def read_history(path: Path | str, skip_bad_lines: bool = False) -> History:
         hist = read_metrics_csv(path, skip_bad_lines)
     else:
         hist = read_history_jsonl(path, skip_bad_lines)
+        hist.selection_metric = _selection_metric(path.parent)
     if not hist.points:
         raise InputError(f"{path}: no numeric metric in any record",
                          "each record needs a 'step' and at least one numeric metric, e.g. "

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phases.core.figures import pyplot, save_figure
 from phases.history.load import History
 
 _STYLES = {"train": "-", "val": "--", "test": ":"}
 
 
 def plot_histories(histories: list[History], analyses: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     metrics = sorted({m for h in histories for m in h.metric_names()})
     cols = min(3, len(metrics))
     rows = (len(metrics) + cols - 1) // cols
@@ -50,9 +47,4 @@ def plot_histories(histories: list[History], analyses: list[dict], path: Path) -
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

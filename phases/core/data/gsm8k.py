@@ -18,7 +18,8 @@ class MathProblem:
     final: str  # the text after '####'
 
 
-def read_gsm8k_jsonl(path: Path) -> list[MathProblem]:
+def read_gsm8k_jsonl(path: Path, fix: str = "restore the official GSM8K file") -> list[MathProblem]:
+    """Question/answer lines (`answer` ends in '#### FINAL'); `fix` is the advice an error gives."""
     problems = []
     for i, line in enumerate(read_lines(path), start=1):
         if not line.strip():
@@ -27,14 +28,13 @@ def read_gsm8k_jsonl(path: Path) -> list[MathProblem]:
             rec = json.loads(line)
             q, a = rec["question"], rec["answer"]
         except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{path}:{i}: not a GSM8K record ({type(e).__name__}: {e})",
-                             "each line must be a JSON object with 'question' and 'answer'") from None
+            raise InputError(f"{path}:{i}: not a question/answer record ({type(e).__name__}: {e})",
+                             f"each line must be a JSON object with 'question' and 'answer'; {fix}") from None
         if not isinstance(q, str) or not isinstance(a, str) or "####" not in a:
-            raise InputError(f"{path}:{i}: the answer has no '#### <number>' final answer",
-                             "restore the official GSM8K file")
+            raise InputError(f"{path}:{i}: the answer has no '#### <final answer>' line", fix)
         problems.append(MathProblem(len(problems), q, a, a.rsplit("####", 1)[1].strip()))
     if not problems:
-        raise InputError(f"{path}: no problems", "restore the official GSM8K file")
+        raise InputError(f"{path}: no problems", fix)
     return problems
 
 
