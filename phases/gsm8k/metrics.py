@@ -23,8 +23,8 @@ def record(item: Item, result: Result, spec: PromptSpec, split: str) -> dict:
     strict, flexible = extract_both(result.greedy.text, spec.strict_regex, spec.flexible_regex)
     found = {"strict": strict, "flexible": flexible}
     # `prediction` is the answer as a vote counts it (ensemble-vote reads it): canonical, None when none was found
-    rec = {"id": item.id, "dataset": item.dataset, "split": split, "target": item.gold, "prediction": canonical(found[spec.primary]),
-           "correct": is_correct(found[spec.primary], item.gold),
+    rec = {"id": item.id, "dataset": item.dataset, "split": split, "target": item.gold,
+           "prediction": canonical(found[spec.primary]), "correct": is_correct(found[spec.primary], item.gold),
            "strict": strict, "flexible": flexible,
            "strict_correct": is_correct(strict, item.gold), "flexible_correct": is_correct(flexible, item.gold),
            "completion": result.greedy.text, "finish": result.greedy.finish, "shots": item.shots,

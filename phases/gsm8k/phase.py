@@ -129,8 +129,8 @@ def _items(c: EvalConfig, spec: PromptSpec) -> tuple[list[Item], list[Item]]:
             pool = [j for j in range(len(data["train"])) if not (c.split == "train" and j in evaluated)]
             if c.router_train_n > len(pool):
                 raise InputError(f"--router-train-n {c.router_train_n}: the train split of {name} has only "
-                                 f"{len(pool)} problems outside the evaluated ones", f"use --router-train-n {len(pool)} "
-                                 "or less")
+                                 f"{len(pool)} problems outside the evaluated ones",
+                                 f"use --router-train-n {len(pool)} or less")
             picked = sorted(random.Random(c.seed).sample(pool, c.router_train_n))
             router_items += _problems(spec, name, data, "train", picked, mixed, exclude_self=True)
     return items, router_items
