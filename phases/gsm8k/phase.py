@@ -5,14 +5,19 @@ point after each window, and finally the metrics.
 Resume: the problems whose records are in predictions.jsonl are done; a window with any other problem is decoded
 again whole (so its schedule, and every number, is that of an uninterrupted run) and only the missing records are
 written; history points not yet written are written. Nothing is written twice, nothing is lost, and every
-record and accuracy is that of an uninterrupted run (only the timings differ)."""
+record and accuracy is that of an uninterrupted run (only the timings differ).
+
+Beyond GSM8K: `--dataset` takes any question/answer dataset of prompts.DATASETS (SST-2 and SCAN written as
+questions with `#### FINAL` answers, phases/core/data/qa.py) or a comma list of them (ids `<dataset>:<index>`);
+`--export` writes the run's solutions as training lines at its end (export.py); `--route` evaluates every adapter
+in its own resumable pass and adds the oracle and a learned router (routing.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from phases.core import render
@@ -198,9 +203,10 @@ def _evaluate(run_: Run, items: list[Item], backend: Backend, c: EvalConfig, spe
 
 
 def run(config: EvalConfig) -> dict:
-    c = config
-    extra = check(c)
-    spec = resolve_spec(c.preset or default_preset(parse_datasets(c.dataset)), c.template, c.shots, c.max_new_tokens)
+    extra = check(config)
+    # no --preset: the dataset's own (recorded in config.json, so a resume or a rerun names it alike)
+    c = replace(config, preset=config.preset or default_preset(parse_datasets(config.dataset)))
+    spec = resolve_spec(c.preset, c.template, c.shots, c.max_new_tokens)
     items, router_items = _items(c, spec)
     options = asdict(c)
     # a resume is checked on its options before the model loads, then on the resolved prompt and model; a new run
