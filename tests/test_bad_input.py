@@ -3,7 +3,7 @@ exits 2 without a traceback, names the culprit (the option, the file or file:lin
 
 Bad files are written by the test (datasets in a --data-dir layout, histories, predictions, templates, run
 folders); nothing trains. Choices and NaN/inf option values are tested in tests/test_options.py (32 bad numbers
-and an invalid value for each of its 23 choice options, 55 cases); the 183 cases here are others. A server that
+and an invalid value for each of its 25 choice options, 57 cases); the 202 cases here are others. A server that
 does not answer eval-gsm8k's first request is a failed run (exit 1), tested on its own at the end."""
 
 from __future__ import annotations
@@ -254,6 +254,27 @@ CASES = [
     ("eval-gsm8k --n 2 --samples 3 --temperature 0", "--temperature"),
     ("eval-gsm8k --n 2 --out " + OUT_PROC, "--out"),
     ("eval-gsm8k --n 2 --out {a_file}/sub", "--out"),
+    # question/answer domains, --export, --route (issue 14)
+    ("eval-gsm8k --n 2 --dataset sst2", "--dataset 'sst2'"),
+    ("eval-gsm8k --n 2 --dataset gsm8k,nosuch-qa", "--dataset 'nosuch-qa'"),
+    ("eval-gsm8k --n 2 --dataset gsm8k,gsm8k", "named twice"),
+    ("eval-gsm8k --n 900 --dataset sst2-qa", "only 872 problems"),
+    ("eval-gsm8k --n 2 --dataset scan-qa --data-dir {empty_dir}", "--data-dir"),
+    ("eval-gsm8k --n 2 --dataset sst2-qa --data-dir {gsm_small}", "sst2/train.tsv"),
+    ("eval-gsm8k --n 2 --split train --export {empty_dir}/out.jsonl", "--samples"),
+    ("eval-gsm8k --n 2 --samples 2 --export {empty_dir}/out.jsonl", "--split train"),
+    ("eval-gsm8k --n 2 --split train --samples 2 --export {empty_dir}", "is a folder"),
+    ("eval-gsm8k --n 2 --split train --samples 2 --export {a_file}/out.jsonl", "a_file is a file"),
+    ("eval-gsm8k --n 2 --route all", "--route all: needs at least 2 adapters"),
+    ("eval-gsm8k --n 2 --route router --adapter a={empty_dir}", "--route router: needs at least 2 adapters"),
+    ("eval-gsm8k --n 2 --route oracle --adapter a={empty_dir} --adapter b={empty_dir}", "not a peft adapter"),
+    ("eval-gsm8k --n 2 --route all --adapter a=x --adapter b=y --samples 2", "--samples"),
+    ("eval-gsm8k --n 2 --route all --adapter a=x --adapter b=y --use-adapter a", "--use-adapter"),
+    ("eval-gsm8k --n 2 --route all --adapter a=x --adapter b=y --router-train-n 0", "--router-train-n 0"),
+    ("eval-gsm8k --n 2 --dataset scan-qa --route all --adapter a=x --adapter b=y --router-train-n 20000",
+     "--router-train-n 20000"),
+    ("eval-gsm8k --n 2 --route all --adapter a=x --adapter b=y --split train --samples 2 --export {empty_dir}/o.jsonl",
+     "--export does not apply to --route"),
     ("eval-gsm8k --resume {moe_run}", "train-moe"),
     ("eval-gsm8k --resume {sweep_run}", "seed-sweep"),
     # --- train-lora ------------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from nlab_cli.common import (DataDir, Expect, Device, Json, Name, Out, Seed, bad
                              given_options)
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
-from phases.gsm8k.config import BACKENDS, DTYPES, PRESETS, SPLITS, CompareConfig, EvalConfig
+from phases.gsm8k.config import (BACKENDS, DTYPES, EXPORT_FILTERS, PRESETS, ROUTES, SPLITS, CompareConfig,
+                                  EvalConfig)
 
 _D = EvalConfig()
 _COMPARE_OPTIONS = {"compare", "checkpoint_every", "out", "name", "json_out", "expect"}
@@ -30,9 +31,13 @@ def eval_gsm8k(
     device: Device = _D.device,
     backend: Annotated[Literal[BACKENDS], _opt("transformers (load the model here) or openai (an OpenAI-compatible "
                                                "server).")] = _D.backend,
-    preset: Annotated[Literal[PRESETS], _opt("Prompt preset: lm-eval (5-shot 'Question: ... Answer:', as "
-                                             "lm-evaluation-harness), chat (zero-shot, chat template, asks for '#### "
-                                             "<number>') or chat-fewshot (the 5 shots as chat turns).")] = _D.preset,
+    dataset: Annotated[str, _opt("Question/answer dataset: gsm8k, sst2-qa or scan-qa, or a comma list of them "
+                                 "(--n problems of each; ids become DATASET:INDEX).")] = _D.dataset,
+    preset: Annotated[Optional[Literal[PRESETS]], _opt(
+        "Prompt preset (default: the dataset's: lm-eval for gsm8k, sst2-qa, scan-qa, qa for a mix). lm-eval "
+        "(5-shot 'Question: ... Answer:', as lm-evaluation-harness), chat (zero-shot, chat template, asks for "
+        "'#### <number>'), chat-fewshot (the 5 shots as chat turns), qa / qa-chat (any question/answer dataset, "
+        "text finals).", show_default=False)] = _D.preset,
     template: Annotated[Optional[str], _opt("A prompt file: .json with preset fields to override, or text with a "
                                             "{question} placeholder replacing the question template.",
                                             show_default=False)] = None,
@@ -41,7 +46,8 @@ def eval_gsm8k(
     max_new_tokens: Annotated[Optional[int], _opt("Token limit per completion (default: the preset's, 256).",
                                                   show_default=False)] = None,
     split: Annotated[Literal[SPLITS], _opt("Split to evaluate.")] = _D.split,
-    n: Annotated[int, _opt("Number of problems, from --offset on.")] = _D.n,
+    n: Annotated[Optional[int], _opt("Number of problems (of each dataset), from --offset on (default: the rest of "
+                                     "the split).", show_default=False)] = _D.n,
     offset: Annotated[int, _opt("Index of the first problem.")] = _D.offset,
     data_dir: DataDir = None,
     batch_size: Annotated[int, _opt("Sequences decoded together (problems x (1 + samples)).")] = _D.batch_size,
@@ -52,6 +58,16 @@ def eval_gsm8k(
     temperature: Annotated[float, _opt("Sampling temperature of --samples.")] = _D.temperature,
     seed: Seed = _D.seed,
     ppl: Annotated[bool, _opt("Also report the perplexity of the gold solutions.")] = _D.ppl,
+    export: Annotated[Optional[str], _opt("Write the sampled (and greedy) solutions as JSONL training lines "
+                                          "(question, answer ending '#### FINAL', correct, ...) to this file; needs "
+                                          "--split train --samples k.", show_default=False)] = None,
+    export_filter: Annotated[Literal[EXPORT_FILTERS], _opt("Which solutions --export writes.")] = _D.export_filter,
+    route: Annotated[Optional[Literal[ROUTES]], _opt(
+        "Adapters as experts (2+ --adapter NAME=PATH): every adapter on every problem, the oracle, and (router, "
+        "all) a router learned on training problems, against the best single adapter.",
+        show_default=False)] = None,
+    router_train_n: Annotated[int, _opt("Training problems (of each dataset) the --route router learns from.")]
+    = _D.router_train_n,
     api_base: Annotated[Optional[str], _opt("openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1.",
                                             show_default=False)] = None,
     api_key_env: Annotated[str, _opt("openai backend: environment variable holding the API key (the key is never "

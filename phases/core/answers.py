@@ -3,7 +3,8 @@ scores with it.
 
 The rule (lm-eval's gsm8k normalisation, then an exact numeric comparison):
 - an answer is turned into text and loses `,`, `$`, everything up to a `#### `, one trailing `.`, surrounding
-  white space, and is lowercased (lm-eval's `regexes_to_ignore` and `ignore_case`);
+  white space, and is lowercased (lm-eval's `regexes_to_ignore` and `ignore_case`); runs of white space inside it
+  count as one space (text finals such as SCAN's `I_JUMP  I_WALK`, SST-2's `Positive`);
 - two answers that both parse as finite decimal numbers are equal when their values are equal, exactly (Decimal,
   not float): "18", "18.0", "18.00", "$18" and 18 are one answer, "1,000" is "1000";
 - any other pair is compared as the normalised text;
@@ -39,10 +40,11 @@ def number(text: str) -> Decimal | None:
 
 def canonical(answer) -> str | None:
     """The answer's key under the rule: a number's plain decimal form ("18.00" -> "18", "-0" -> "0"), else the
-    normalised text; None for no answer (None, INVALID, or nothing left after normalising)."""
+    normalised text with its white space collapsed; None for no answer (None, INVALID, or nothing left after
+    normalising)."""
     if answer is None or answer == INVALID:
         return None
-    text = normalize(str(answer)).strip()
+    text = " ".join(normalize(str(answer)).split())
     if not text:
         return None
     n = number(text)

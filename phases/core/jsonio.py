@@ -62,6 +62,11 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
 
 
+def atomic_write_jsonl(path: Path | str, records: Iterable[dict]) -> None:
+    """A whole JSONL file at once (a file derived at the end of a run, or rewritten), atomically."""
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
 def read_text(path: Path | str, what: str = "file") -> str:
     """The one way nlab reads a text file it is given (datasets, histories, predictions, templates, run records):
     as UTF-8. A missing file, a binary file (a NUL byte) or bytes that are not UTF-8 raise InputError naming the
@@ -197,5 +202,5 @@ def truncate_jsonl(path: Path | str, through: int, key: str = "step") -> int:
     records = read_jsonl(path)
     keep = [r for r in records if not isinstance(r.get(key), (int, float)) or r[key] <= through]
     if len(keep) != len(records):  # (a partial last line is cut when a JsonlWriter reopens the file)
-        atomic_write_text(path, "".join(dumps(r) + "\n" for r in keep))
+        atomic_write_jsonl(path, keep)
     return len(records) - len(keep)

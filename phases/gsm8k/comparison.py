@@ -26,6 +26,9 @@ def _load(path: str, which: str) -> dict:
     if run["manifest"].get("phase") != EVAL_PHASE:
         raise InputError(f"--compare {path}: run {which} is a {run['manifest'].get('phase')!r} run, not eval-gsm8k",
                          "pass two eval-gsm8k run folders")
+    if run["config"].get("route"):
+        raise InputError(f"--compare {path}: run {which} is a --route run (several adapters per problem)",
+                         "compare runs of one model or adapter; a --route run's metrics hold its own comparison")
     preds = Path(path) / Run.PREDICTIONS
     if not preds.is_file():
         raise InputError(f"--compare {path}: run {which} has no predictions.jsonl",
@@ -36,7 +39,8 @@ def _load(path: str, which: str) -> dict:
 
 def _label(run: dict) -> str:
     c = run["config"]
-    return f"{Path(str(c.get('model', '?'))).name} / {c.get('preset')} ({run['dir'].name})"
+    preset = (c.get("resolved") or {}).get("prompt", {}).get("name") or c.get("preset")
+    return f"{Path(str(c.get('model', '?'))).name} / {preset} ({run['dir'].name})"
 
 
 def run(config: CompareConfig) -> dict:

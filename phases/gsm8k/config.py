@@ -13,6 +13,8 @@ BACKENDS = ("transformers", "openai")
 DTYPES = ("auto", "bfloat16", "float32")
 PRESETS = tuple(preset_names())  # the files in phases/gsm8k/presets: a new preset is a new file
 SPLITS = ("test", "train")
+EXPORT_FILTERS = ("all", "correct", "incorrect")
+ROUTES = ("oracle", "router", "all")
 
 
 @dataclass
@@ -23,12 +25,13 @@ class EvalConfig:
     use_adapter: str | None = None  # which adapter is active (needed when several are given)
     dtype: str = choice("auto", DTYPES)  # auto: bfloat16 where the CPU/GPU computes it natively, else float32
     device: str = "auto"
-    preset: str = choice("lm-eval", PRESETS)
+    dataset: str = "gsm8k"  # one of prompts.DATASETS, or a comma list of them (a mix: --n problems of each)
+    preset: str | None = choice(None, PRESETS)  # default: the dataset's (prompts.default_preset)
     template: str | None = None  # a .json prompt spec overriding the preset's fields, or a text question template
     shots: int | None = None  # default: the preset's
     max_new_tokens: int | None = None  # default: the preset's (256)
     split: str = choice("test", SPLITS)
-    n: int = at_least(1, 1319)  # problems, from --offset on
+    n: int | None = at_least(1, None)  # problems (of each dataset), from --offset on; default: the rest of the split
     offset: int = at_least(0, 0)
     data_dir: str | None = None
     batch_size: int = at_least(1, 16)  # sequences decoded together (problems x (1 + samples))
@@ -37,6 +40,10 @@ class EvalConfig:
     temperature: float = at_least(0, 0.7)  # for the samples; the headline completion is always greedy
     seed: int = 0
     ppl: bool = False  # also the perplexity of the gold solutions
+    export: str | None = None  # JSONL of the sampled (and greedy) solutions as training lines (needs --samples)
+    export_filter: str = choice("all", EXPORT_FILTERS)  # which exported solutions: all, correct or incorrect ones
+    route: str | None = choice(None, ROUTES)  # every --adapter on every problem, the oracle and a learned router
+    router_train_n: int = at_least(1, 200)  # training problems (of each dataset) the router learns from
     api_base: str | None = None  # openai backend: e.g. http://127.0.0.1:8000/v1
     api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key (never written anywhere)
     concurrency: int = at_least(1, 4)  # openai backend: problems in flight
@@ -50,7 +57,7 @@ class EvalConfig:
 
     # operational options a resumed run may change: they do not change what is computed
     resume_may_differ: ClassVar[tuple[str, ...]] = ("api_base", "api_key_env", "concurrency", "max_retries",
-                                                    "retry_backoff", "request_timeout")
+                                                    "retry_backoff", "request_timeout", "export", "export_filter")
 
 
 @dataclass

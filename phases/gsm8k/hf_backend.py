@@ -14,7 +14,7 @@ from phases.core.errors import InputError
 from phases.gsm8k.engine import RowSampling, generate
 from phases.gsm8k.items import Completion, Item, Result, cut_at_stop, sample_seed
 from phases.gsm8k.models import LoadedModel
-from phases.gsm8k.prompts import PromptSpec, gold_target
+from phases.gsm8k.prompts import PromptSpec, build_prompt, gold_target
 
 
 def prompt_text(tok, spec: PromptSpec, prompt: str | list[dict]) -> str:
@@ -117,6 +117,25 @@ class TransformersBackend:
         generate(self.model, [it.prompt_ids for it in order], max_new_tokens=self.spec.max_new_tokens,
                  eos_ids=self.eos_ids, stopped=self._stopped, sampling=self._sampling(order),
                  copies=1 + self.samples, max_rows=self.batch_size, on_finish=finished)
+
+    # --- the base model's representation of a problem (what --route's router reads) ------------------------------
+    def represent(self, items: list[Item]):
+        """(problems x hidden) array: each problem's own prompt (its question through the preset, without shots) as
+        the base model reads it, every adapter disabled: the last hidden state, mean-pooled over the prompt."""
+        import contextlib
+
+        import numpy as np
+        import torch
+
+        disable = getattr(self.model, "disable_adapter", None)
+        rows = []
+        with torch.inference_mode(), (disable() if disable else contextlib.nullcontext()):
+            for it in items:
+                ids = self._encode(self._text(build_prompt(self.spec, it.question, [])))
+                out = self.model(input_ids=torch.tensor([ids], device=self.model.device), output_hidden_states=True,
+                                 logits_to_keep=1)
+                rows.append(out.hidden_states[-1][0].float().mean(0).cpu().numpy())
+        return np.stack(rows)
 
     # --- perplexity of the gold solutions --------------------------------------------------------------------------
     def gold_nll(self, item: Item) -> tuple[float, int]:

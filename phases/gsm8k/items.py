@@ -10,13 +10,14 @@ from typing import Callable, Protocol
 
 @dataclass
 class Item:
-    id: int  # index of the problem in its split
+    id: int | str  # index of the problem in its split ("<dataset>:<index>" in a mix of datasets)
     question: str
     solution: str  # the gold worked solution (for --ppl)
     gold: str  # the gold final answer (after '####')
     shots: list[int]  # train-split indices of the shots in the prompt
     prompt: str | list[dict]  # completion text, or chat messages
     prompt_ids: list[int] | None = None  # tokenized prompt (transformers backend)
+    dataset: str = "gsm8k"  # the registry name of its dataset
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Completion:
 
 @dataclass
 class Result:
-    id: int
+    id: int | str
     greedy: Completion
     samples: list[Completion] = field(default_factory=list)
     prompt_tokens: int | None = None

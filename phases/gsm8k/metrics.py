@@ -23,8 +23,8 @@ def record(item: Item, result: Result, spec: PromptSpec, split: str) -> dict:
     strict, flexible = extract_both(result.greedy.text, spec.strict_regex, spec.flexible_regex)
     found = {"strict": strict, "flexible": flexible}
     # `prediction` is the answer as a vote counts it (ensemble-vote reads it): canonical, None when none was found
-    rec = {"id": item.id, "split": split, "target": item.gold, "prediction": canonical(found[spec.primary]),
-           "correct": is_correct(found[spec.primary], item.gold),
+    rec = {"id": item.id, "dataset": item.dataset, "split": split, "target": item.gold,
+           "prediction": canonical(found[spec.primary]), "correct": is_correct(found[spec.primary], item.gold),
            "strict": strict, "flexible": flexible,
            "strict_correct": is_correct(strict, item.gold), "flexible_correct": is_correct(flexible, item.gold),
            "completion": result.greedy.text, "finish": result.greedy.finish, "shots": item.shots,
@@ -43,10 +43,23 @@ def record(item: Item, result: Result, spec: PromptSpec, split: str) -> dict:
     return rec
 
 
-def _acc(records: list[dict], key: str) -> dict:
-    n, correct = len(records), sum(bool(r[key]) for r in records)
+def accuracy(flags) -> dict:
+    """Accuracy of right/wrong outcomes with its 95% Wilson interval and counts."""
+    flags = [bool(f) for f in flags]
+    n, correct = len(flags), sum(flags)
     low, high = wilson_interval(correct, n)
-    return {"acc": correct / n if n else float("nan"), "low": low, "high": high, "correct": correct}
+    return {"acc": correct / n if n else float("nan"), "low": low, "high": high, "correct": correct, "n": n}
+
+
+def accuracy_keys(prefix: str, flags) -> dict:
+    """`<prefix>_acc`, `_acc_low`, `_acc_high`, `<prefix>_n_correct` and `<prefix>_n` of right/wrong outcomes."""
+    a = accuracy(flags)
+    return {f"{prefix}_acc": a["acc"], f"{prefix}_acc_low": a["low"], f"{prefix}_acc_high": a["high"],
+            f"{prefix}_n_correct": a["correct"], f"{prefix}_n": a["n"]}
+
+
+def _acc(records: list[dict], key: str) -> dict:
+    return accuracy(r[key] for r in records)
 
 
 def accuracies(records: list[dict]) -> dict:
@@ -63,11 +76,13 @@ def accuracies(records: list[dict]) -> dict:
     return out
 
 
-def checkpoint(step: int, records: list[dict], split: str) -> dict:
-    """A history.jsonl point: accuracies over the first `step` problems (dataset order)."""
+def checkpoint(step: int, records: list[dict], split: str, stage: str | None = None) -> dict:
+    """A history.jsonl point: accuracies over the first `step` problems (dataset order); `stage` names the pass
+    of a --route run (`<adapter>/<part>`)."""
     acc = accuracies(records)
     acc.pop("n")
-    return {"step": step, "split": split, "task": "gsm8k", "n": len(records), **acc}
+    return {"step": step, "split": split, **({"stage": stage} if stage else {}), "task": "gsm8k", "n": len(records),
+            **acc}
 
 
 def _total(records: list[dict], key: str) -> int | None:

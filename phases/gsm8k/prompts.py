@@ -18,6 +18,12 @@ from phases.core.errors import InputError
 from phases.core.jsonio import read_json, read_text
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# the question/answer datasets (phases.core.data registry names) eval-gsm8k evaluates and train-lora trains on
+DATASETS = ("gsm8k", "sst2-qa", "scan-qa")
+# a dataset's preset when --preset is not given: (eval-gsm8k's default, the chat format train-lora uses); a mix of
+# datasets (--dataset gsm8k,sst2-qa) takes MIXED_PRESETS, whose regexes read numbers and text alike
+DEFAULT_PRESETS = {"gsm8k": ("lm-eval", "chat"), "sst2-qa": ("sst2-qa", "qa-chat"), "scan-qa": ("scan-qa", "qa-chat")}
+MIXED_PRESETS = ("qa", "qa-chat")
 FORMATS = ("completion", "chat")
 EXTRACTIONS = ("strict", "flexible")
 
@@ -44,6 +50,24 @@ class PromptSpec:
 
 
 FIELDS = tuple(PromptSpec.__dataclass_fields__)
+
+
+def parse_datasets(text: str, option: str = "--dataset") -> list[str]:
+    """`gsm8k` or a comma list such as `gsm8k,sst2-qa,scan-qa` (each once)."""
+    names = [d.strip() for d in str(text).split(",")]
+    for d in names:
+        if d not in DATASETS:
+            raise InputError(f"{option} {d!r}: unknown dataset (eval-gsm8k reads question/answer datasets)",
+                             f"choose one or more (comma-separated) of: {', '.join(DATASETS)}")
+    if len(set(names)) != len(names):
+        raise InputError(f"{option} {text!r}: a dataset is named twice", "name each dataset once")
+    return names
+
+
+def default_preset(datasets: list[str], chat: bool = False) -> str:
+    """The preset used when none is given: the dataset's own (DEFAULT_PRESETS), or the mixed one for several."""
+    pair = DEFAULT_PRESETS[datasets[0]] if len(datasets) == 1 else MIXED_PRESETS
+    return pair[chat]
 
 
 def preset_names() -> list[str]:

@@ -30,6 +30,12 @@ class DatasetSpec:
 
 
 _D = "phases.core.data"
+# datasets that share files (sst2 and sst2-qa, scan and scan-qa) share these
+_SST2 = dict(folder="sst2", files=("train.tsv", "dev.tsv"), source="dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+             download=f"{_D}.sentences:download_sst2")
+_SCAN = dict(folder="scan", files=("tasks_train_simple.txt", "tasks_test_simple.txt", "tasks_train_addprim_jump.txt",
+                                   "tasks_test_addprim_jump.txt"),
+             source="raw.githubusercontent.com/brendenlake/SCAN", download=f"{_D}.scan:download_scan")
 REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("digits", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes)",
                 f"{_D}.images:load_digits", embedded=True, source="bundled with scikit-learn"),
@@ -52,16 +58,16 @@ REGISTRY: dict[str, DatasetSpec] = {s.name: s for s in [
                 "raw.githubusercontent.com/pytorch/examples (word_language_model/data/wikitext-2)",
                 f"{_D}.text:download_wikitext2"),
     DatasetSpec("sst2", "GLUE SST-2 binary sentiment, TSV (67,349 train / 872 dev sentences)",
-                f"{_D}.sentences:load_sst2", "sst2", ("train.tsv", "dev.tsv"),
-                "dl.fbaipublicfiles.com/glue/data/SST-2.zip", f"{_D}.sentences:download_sst2"),
+                f"{_D}.sentences:load_sst2", **_SST2),
     DatasetSpec("gsm8k", "GSM8K grade-school math, JSONL (7,473 train / 1,319 test problems)",
                 f"{_D}.gsm8k:load_gsm8k", "gsm8k", ("train.jsonl", "test.jsonl"),
                 "raw.githubusercontent.com/openai/grade-school-math", f"{_D}.gsm8k:download_gsm8k"),
+    DatasetSpec("sst2-qa", "SST-2 as question/answer text ('The sentiment is positive.\\n#### positive'); "
+                "test = the dev split", f"{_D}.qa:load_sst2_qa", **_SST2),
+    DatasetSpec("scan-qa", "SCAN's simple split as question/answer text ('#### I_TURN_LEFT I_JUMP')",
+                f"{_D}.qa:load_scan_qa", **_SCAN),
     DatasetSpec("scan", "SCAN commands to actions: simple and add-primitive 'jump' splits",
-                f"{_D}.scan:load_scan", "scan",
-                ("tasks_train_simple.txt", "tasks_test_simple.txt",
-                 "tasks_train_addprim_jump.txt", "tasks_test_addprim_jump.txt"),
-                "raw.githubusercontent.com/brendenlake/SCAN", f"{_D}.scan:download_scan"),
+                f"{_D}.scan:load_scan", **_SCAN),
 ]}
 
 
