@@ -28,11 +28,11 @@ def train_lora(
                                         "attention and MLP projections).", _MODEL)] = _C.target_modules,
     dtype: Annotated[Literal[DTYPES], _opt("auto (bf16 autocast where the CPU/GPU computes it natively), bfloat16 "
                                            "or float32.", _MODEL)] = _C.dtype,
-    dataset: Annotated[str, _opt("Question/answer dataset whose train split is trained on (gsm8k).",
-                                 _DATA)] = _C.dataset,
+    dataset: Annotated[str, _opt("Question/answer dataset (gsm8k, sst2-qa, scan-qa): its train split is trained on, "
+                                 "its test split is --test-n's, its chat preset the default.", _DATA)] = _C.dataset,
     train_file: Annotated[Optional[Path], _opt("JSONL of {\"question\", \"answer\"} lines (answers end in "
-                                               "'#### <final>') to train on instead of --dataset.", _DATA,
-                                               show_default=False)] = None,
+                                               "'#### <final>') to train on instead of --dataset's train split.",
+                                               _DATA, show_default=False)] = None,
     extra_file: Annotated[Optional[Path], _opt("JSONL of extra question/answer lines to mix in (e.g. sampled "
                                                "solutions from eval-gsm8k --export).", _DATA,
                                                show_default=False)] = None,
@@ -40,8 +40,10 @@ def train_lora(
                                        _DATA)] = _C.extra_ratio,
     mix: Annotated[Optional[str], _opt("Staged curriculum as train:extra percentages per stage (stages split "
                                        "--max-steps evenly), e.g. 100:0,70:30.", _DATA, show_default=False)] = None,
-    preset: Annotated[Literal[PRESETS], _opt("Prompt format, as eval-gsm8k's presets (training and evaluation "
-                                             "use the same).", _DATA)] = _C.preset,
+    preset: Annotated[Optional[Literal[PRESETS]], _opt("Prompt format, as eval-gsm8k's presets; training and "
+                                                       "evaluation use the same (default: the dataset's chat "
+                                                       "preset: chat for gsm8k, qa-chat for sst2-qa and scan-qa).",
+                                                       _DATA, show_default=False)] = None,
     max_length: Annotated[int, _opt("Longest example (prompt + answer tokens); longer ones are left out and "
                                     "counted.", _DATA)] = _C.max_length,
     val_n: Annotated[int, _opt("Validation problems carved from the training data (never the test split).",

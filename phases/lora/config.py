@@ -22,12 +22,14 @@ class TrainLoraConfig(TrainingRunOptions):
     target_modules: str = DEFAULT_TARGETS  # comma-separated module names
     dtype: str = choice("auto", DTYPES)  # auto: bf16 autocast where the CPU/GPU computes it natively
     # data
-    dataset: str = "gsm8k"  # a question/answer dataset of the registry (its train split)
-    train_file: str | None = None  # JSONL of {"question", "answer"} lines, instead of --dataset
+    # a question/answer dataset (gsm8k, sst2-qa, scan-qa): its train split is trained on (unless --train-file), its
+    # test split is --test-n's, and it picks the default preset
+    dataset: str = "gsm8k"
+    train_file: str | None = None  # JSONL of {"question", "answer"} lines, instead of --dataset's train split
     extra_file: str | None = None  # JSONL of extra {"question", "answer"} lines mixed in
     extra_ratio: float = in_range(0.0, 0, 1, hi_open=True)  # share of each batch drawn from --extra-file
     mix: str | None = None  # staged schedule "STEPS:RATIO,...", e.g. "100:0,100:0.3": extra share per stage
-    preset: str = choice("chat", PRESETS)  # prompt format, as eval-gsm8k
+    preset: str | None = choice(None, PRESETS)  # prompt format, as eval-gsm8k; default: the dataset's chat preset
     max_length: int = at_least(16, 512)  # prompt + answer tokens; longer examples are left out (counted)
     val_n: int = at_least(1, 100)  # validation problems carved from the training data (never the test split)
     split_seed: int = 0  # which problems are validation: fixed by this seed, whatever --seed trains with

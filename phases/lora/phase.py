@@ -17,7 +17,7 @@ from phases.core.options import check_options
 from phases.core.runs import Run
 from phases.core.training import cut_records_after
 from phases.gsm8k.items import Item
-from phases.gsm8k.prompts import resolve_spec
+from phases.gsm8k.prompts import default_preset, parse_datasets, resolve_spec
 from phases.lora import data
 from phases.lora.config import TrainLoraConfig
 from phases.lora.train import ADAPTERS, CHECKPOINT, VAL_PREDICTIONS, Validation, adapter_name, adapter_path, train
@@ -32,12 +32,18 @@ def check(c: TrainLoraConfig) -> None:
     check_options(c)
     if not c.targets:
         raise InputError("--target-modules is empty", "e.g. --target-modules q_proj,v_proj")
-    if c.train_file and c.dataset != TrainLoraConfig.dataset:
-        raise InputError("--train-file and --dataset both name the training data", "give only one")
+    parse_datasets(c.dataset)
+    if "," in c.dataset:
+        raise InputError(f"--dataset {c.dataset}: train-lora trains on one dataset",
+                         "train one adapter per dataset (then route between them with eval-gsm8k --route)")
     if c.eval_every > c.max_steps:
         raise InputError(f"--eval-every {c.eval_every} is beyond --max-steps {c.max_steps}: only the base model and "
                          "the last step would be evaluated", f"use --eval-every {max(1, c.max_steps // 4)} or less")
     data.stages(c)  # --mix, --extra-ratio and --extra-file together
+
+
+def preset_of(c: TrainLoraConfig) -> str:
+    return c.preset or default_preset([c.dataset], chat=True)
 
 
 def _test_problems(c: TrainLoraConfig) -> list:
@@ -53,7 +59,7 @@ def _test_problems(c: TrainLoraConfig) -> list:
 def run(config: TrainLoraConfig) -> dict:
     c = config
     check(c)
-    spec = resolve_spec(c.preset, max_new_tokens=c.eval_max_new_tokens)
+    spec = resolve_spec(preset_of(c), max_new_tokens=c.eval_max_new_tokens)
     problems = data.read_problems(c)
     test_problems = _test_problems(c)
     options = asdict(c)
@@ -84,7 +90,7 @@ def run(config: TrainLoraConfig) -> dict:
 
     identity = {**loaded.identity, "trainable_parameters": sum(p.numel() for p in loaded.model.parameters()
                                                                if p.requires_grad)}
-    full = {**options, "resolved": {"prompt": spec.to_dict(), "model": identity, "dtype": dtype,
+    full = {**options, "resolved": {"preset": spec.name, "prompt": spec.to_dict(), "model": identity, "dtype": dtype,
                                     "training_source": problems.source,
                                     "val_ids": [p.id for p in problems.val]}}
     if resumed:
