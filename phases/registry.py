@@ -77,7 +77,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("train-lora", "nlab_cli.commands.train_lora:train_lora", "phases.lora.config:TrainLoraConfig", "training",
           resumes=True, sweepable=True, check="phases.lora.phase:check",
           val_metrics=("val_*", "best_step", "evaluations"), test_metrics=("test_*", "base_test_*"),
-          other_metrics=("train_*", "tokens_per_s", "padding_share", "extra_examples*", "steps",
+          other_metrics=("train_*", "tokens_per_s", "padding_share", "extra_*", "steps",
                          "examples_per_step")),
     Phase("seed-sweep", "nlab_cli.commands.seed_sweep:seed_sweep", "phases.sweep.config:SweepConfig", "sweep",
           resumes=True, extra_args=True),

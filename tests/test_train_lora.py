@@ -127,6 +127,24 @@ def test_the_steps_examples_are_a_pure_function_of_the_step():
     assert padding(plan(True)) < padding(plan(False))  # grouping by length pads less
 
 
+def test_validation_is_carved_from_the_training_data_and_kept_out_of_extra_data(train_file, tmp_path):
+    from phases.lora import data
+    from phases.lora.config import TrainLoraConfig
+
+    lines = train_file.read_text().splitlines()
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("\n".join(lines) + "\n")  # an export of --split train covers the validation problems too
+    c = TrainLoraConfig(train_file=str(train_file), extra_file=str(extra), extra_ratio=0.2, val_n=5)
+    p = data.read_problems(c)
+    assert len(p.val) == 5 and len(p.train) == 35
+    assert not {q.id for q in p.val} & {q.id for q in p.train}
+    assert p.extra_held_out == 5 and len(p.extra) == 35
+    assert not {q.question for q in p.val} & {q.question for q in p.extra}
+    # the carve-out depends on --split-seed only, not on the training seed
+    assert [q.id for q in data.read_problems(TrainLoraConfig(train_file=str(train_file), val_n=5, seed=7)).val] == \
+        [q.id for q in p.val]
+
+
 # --- a real fine-tune ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finetune(gguf, preloaded, tmp_path_factory) -> dict:

@@ -54,6 +54,7 @@ class Problems:
     extra: list[MathProblem]
     source: str  # where the training problems came from
     pool: list[MathProblem]  # every training problem (shots are drawn from the training pool only)
+    extra_held_out: int = 0  # --extra-file lines left out because they are about a validation problem
 
 
 def read_problems(c) -> Problems:
@@ -79,8 +80,12 @@ def read_problems(c) -> Problems:
             raise InputError(f"--extra-file {c.extra_file}: no such file",
                              "pass a JSONL file of question/answer lines (e.g. from eval-gsm8k --export)")
         extra = read_gsm8k_jsonl(path, _FILE_FIX)
-    return Problems([p for p in pool if p.id not in val_ids], [pool[i] for i in sorted(val_ids)], extra, source,
-                    pool)
+    val = [pool[i] for i in sorted(val_ids)]
+    # an extra line about a validation problem (e.g. exported from eval-gsm8k --split train, which covers them too)
+    # would train on the held-out answers: such lines are left out, and counted
+    held_out = {p.question.strip() for p in val}
+    kept = [p for p in extra if p.question.strip() not in held_out]
+    return Problems([p for p in pool if p.id not in val_ids], val, kept, source, pool, len(extra) - len(kept))
 
 
 def stages(c) -> list[Stage]:

@@ -114,7 +114,7 @@ def run(config: TrainLoraConfig) -> dict:
             "model": identity, "dtype": dtype, "device": str(device), "preset": spec.name,
             "training_source": problems.source, "train_examples": len(train_ex),
             "train_examples_too_long": too_long, "extra_examples": len(extra_ex),
-            "extra_examples_too_long": extra_too_long,
+            "extra_examples_too_long": extra_too_long, "extra_lines_about_val_problems": problems.extra_held_out,
             "stages": [asdict(s) for s in plan.stages],
             "steps": c.max_steps, "examples_per_step": c.batch_size * c.grad_accum,
             "train_seconds": result.train_seconds, "train_loss_last": result.last_loss,
