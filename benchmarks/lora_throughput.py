@@ -1,8 +1,8 @@
 """LoRA fine-tuning throughput: `nlab train-lora`'s loop against the plain peft + `transformers.Trainer` loop a
-user would otherwise write, on the same model (the shared SmolLM2-135M GGUF, fp32 weights), the same GSM8K
+user would otherwise write, on the same model (the shared SmolLM2-135M GGUF), the same GSM8K
 training examples (formatted and tokenized once, by nlab, loss on the answer tokens only), the same LoRA settings,
-optimizer (AdamW, warmup + cosine), batch size, steps and bf16 autocast (where the CPU has it), back to back in
-one process.
+optimizer (AdamW, warmup + cosine), batch size, steps, base weights stored in bf16 and bf16 autocast (where the
+CPU has it; fp32 otherwise), back to back in one process.
 
     python benchmarks/lora_throughput.py                 # 40 steps, batch 4
     python benchmarks/lora_throughput.py --steps 100 --batch-size 8
@@ -45,13 +45,14 @@ def examples(args, tok):
     return data.encode_examples(tok, spec, problems.train, shots, "train", c.max_length)[0], c
 
 
-def fresh_model(args, c):
+def fresh_model(args, c, dtype: str):
+    """The base in the dtype train-lora stores it in (bf16 where native), with a fresh LoRA adapter (fp32)."""
     import torch
 
     from phases.gsm8k.models import load_model
     from phases.lora.adapter import add_lora
 
-    loaded = load_model(str(args.model), "float32", torch.device("cpu"))
+    loaded = load_model(str(args.model), dtype, torch.device("cpu"))
     torch.manual_seed(0)
     loaded.model = add_lora(loaded.model, c.targets, c.r, c.alpha, c.lora_dropout)
     return loaded
@@ -60,7 +61,7 @@ def fresh_model(args, c):
 def run_trainer(args, c, exs, tok, grouped: bool, bf16: bool) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    loaded = fresh_model(args, c)
+    loaded = fresh_model(args, c, "bfloat16" if bf16 else "float32")
     rows = [{"input_ids": list(e.ids), "attention_mask": [1] * len(e.ids), "labels": e.labels} for e in exs]
 
     def collate(batch):

@@ -15,7 +15,8 @@ from phases.lora.data import Example, collate, micro_batches
 
 
 def autocast(device, dtype: str):
-    """bf16 autocast where --dtype resolved to bfloat16 (the weights stay fp32), else nothing."""
+    """bf16 autocast where --dtype resolved to bfloat16 (the base is stored in bf16, the LoRA matrices in fp32),
+    else nothing."""
     import torch
 
     if dtype != "bfloat16":

@@ -74,7 +74,9 @@ def run(config: TrainLoraConfig) -> dict:
     resolve_source(c.model)
     device = prepare(c.device, c.seed, c.deterministic)
     dtype = resolve_dtype(c.dtype, device)
-    loaded = load_model(c.model, "float32", device)  # fp32 master weights; bf16 is autocast
+    # the frozen base in the compute dtype (bf16 where native: autocast would otherwise cast every base weight at
+    # every forward, as frozen weights are not in its cast cache); peft keeps the trained LoRA matrices in fp32
+    loaded = load_model(c.model, dtype, device)
     torch.manual_seed(c.seed)  # LoRA's A matrices are drawn from the run's seed
     loaded.model = add_lora(loaded.model, c.targets, c.r, c.alpha, c.lora_dropout)
     tok = loaded.tokenizer
