@@ -34,9 +34,10 @@ class SearchConfig(LaunchOptions):
     out: str | None = None
     name: str | None = None
 
-    # how the runs are launched and the finished ones summarised; not what any run computes
+    # how the runs are launched and the finished ones summarised, not what any run computes; and --trials, so that a
+    # resumed random or tpe sweep may go on further (random's first draws are the same whatever their number)
     resume_may_differ: ClassVar[tuple[str, ...]] = (*LaunchOptions.LAUNCH_FIELDS, "report", "alpha", "top_k",
-                                                    "baseline")
+                                                    "baseline", "trials")
 
     def seed_values(self) -> list[int]:
         return list(range(self.seed_start, self.seed_start + self.seeds))

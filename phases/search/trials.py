@@ -38,9 +38,8 @@ class Trials:
         self.dir, self.c, self.params = sweep_dir, c, params
         self.history_key = history_key  # what a pruner watches in the seeds' validation history
         self.threads = launch.threads_per_job(c)
-        path = sweep_dir / TRIALS
-        self.records = {r["trial"]: r for r in read_jsonl(path)} if path.is_file() else {}
-        self._writer = JsonlWriter(path)
+        self._writer = JsonlWriter(sweep_dir / TRIALS)  # first: it cuts a record a kill left half-written
+        self.records = {r["trial"]: r for r in read_jsonl(sweep_dir / TRIALS)}
         self._lock = threading.Lock()
 
     def close(self) -> None:
