@@ -164,5 +164,8 @@ def _confirm(c: SearchConfig, trials: Trials, params: list[Param], configs: list
     if ran is None:
         render.say("taguchi: running the predicted best configuration (confirmation)")
         trials.run_batch({confirmation: best})
+    for f in effects["factors"]:  # named as typed, like the trials' params
+        f["factor"] = f["factor"].replace("_", "-")
+    effects["predicted_best"] = {k.replace("_", "-"): v for k, v in best.items()}
     return {"array": layout.array.name, "columns": list(layout.columns), **effects,
             "confirmation_trial": confirmation, "confirmation_in_array": ran is not None}

@@ -116,7 +116,7 @@ def _plot_effects(m: dict, path: Path) -> Path:
         for i, key in enumerate(("mean", "sn")):
             axes[i, j].plot(labels, [x[key] for x in f["levels"]], "o-")
             axes[i, j].grid(alpha=0.3)
-        axes[0, j].set_title(f["factor"].replace("_", "-"), fontsize=9)
+        axes[0, j].set_title(f["factor"], fontsize=9)
         axes[0, j].axhline(m["taguchi"]["grand_mean"], color="grey", lw=0.8)
     axes[0, 0].set_ylabel(f"mean {m['select_metric']}")
     axes[1, 0].set_ylabel("S/N (dB)")
@@ -183,14 +183,14 @@ def render_sweep(m: dict) -> None:
 
 def _render_taguchi(m: dict) -> None:
     t = m["taguchi"]
-    rows = [(f["factor"].replace("_", "-"), render.fmt(x["level"]), x["runs"], x["mean"], x["sn"],
+    rows = [(f["factor"], render.fmt(x["level"]), x["runs"], x["mean"], x["sn"],
              "best" if x["level"] == f["best"] else "", f["rank"] if i == 0 else "")
             for f in t["factors"] for i, x in enumerate(f["levels"])]
     render.table(f"main effects ({t['array']}), grand mean {render.fmt(t['grand_mean'])}",
                  ["factor", "level", "runs", f"mean {m['select_metric']}", "S/N (dB)", "", "rank"], rows)
     conf = next((r for r in m["configs"] if r["trial"] == t["confirmation_trial"]), None)
     seen = f"{_mean_std(conf)}" if conf and "select_mean" in conf else "not finished"
-    render.say(f"taguchi: predicted best {_label({k.replace('_', '-'): v for k, v in t['predicted_best'].items()})}"
+    render.say(f"taguchi: predicted best {_label(t['predicted_best'])}"
                f" with {m['select_metric']} {render.fmt(t['predicted_mean'])} (additive model); confirmation trial "
                f"{t['confirmation_trial']}" + (" (in the array)" if t["confirmation_in_array"] else "")
                + f": {seen}")
