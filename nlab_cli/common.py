@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
+
+from phases.sweep.config import LAUNCHERS
 
 Device = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed for python, numpy and torch.")]
@@ -20,6 +22,15 @@ DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Folder holding the datasets (default: $NLAB_DATA_DIR, then ./data, then a download).",
     show_default=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print the final metrics as one JSON object on stdout.")]
+# where a sweep's runs go (seed-sweep, sweep): phases/sweep/config.py::LaunchOptions
+Workers = Annotated[int, typer.Option(help="Local launcher: runs in parallel, CPU threads divided between them.")]
+Launcher = Annotated[Literal[LAUNCHERS], typer.Option(help="Where the runs go.")]
+RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray instance).",
+                                                   show_default=False)]
+NumCpus = Annotated[float, typer.Option(help="Ray: CPUs per run.")]
+NumGpus = Annotated[float, typer.Option(help="Ray: GPUs per run.")]
+SlurmPartition = Annotated[Optional[str], typer.Option(help="submitit: Slurm partition.", show_default=False)]
+TimeoutMin = Annotated[int, typer.Option(help="submitit: minutes per run.")]
 Expect = Annotated[Optional[list[str]], typer.Option(
     "--expect", help="A go/no-go gate on a final metric, e.g. 'test_acc>=0.95' (repeatable): each is printed met, "
                      "missed or inconclusive (its 95% interval straddles the threshold); any not met: exit 3.",

@@ -1,7 +1,7 @@
 """Every phase once: its command, where its CLI function and config live, whether it resumes and can be swept,
 and which of its metrics come from validation data (fit to choose on) and which from test data (only to report).
 `nlab_cli.main` registers the commands from here, seed-sweep takes the phases it can run from here, and the
-later `sweep` and `runs` commands read the same table. Strings only: importing this costs nothing."""
+`sweep` and `runs` commands read the same table. Strings only: importing this costs nothing."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ class Phase:
     val_metrics: tuple[str, ...] = ()  # patterns of metrics measured on validation data: fit for selection
     test_metrics: tuple[str, ...] = ()  # patterns of metrics measured on test data: for reporting only
     other_metrics: tuple[str, ...] = ()  # patterns of its other numeric metrics (counts, sizes, timings)
+    # (final metric pattern, history key): the history.jsonl records of split "val" that track a validation metric
+    # while the run trains (what sweep's TPE pruner is fed)
+    val_history: tuple[tuple[str, str], ...] = ()
     check: str = ""  # "module:function" checking its config before any data is read (what seed-sweep runs once)
     note: str = ""  # what a user choosing on its metrics should know
     extra_args: bool = False  # takes pass-through options after `--`
@@ -40,6 +43,10 @@ class Phase:
     def writes_metric(self, name: str) -> bool:
         return any(fnmatch(name, p) for p in self.metrics)
 
+    def history_key(self, metric: str) -> str | None:
+        """The key of its validation history records that tracks `metric` while it trains, if any."""
+        return next((key for pattern, key in self.val_history if fnmatch(metric, pattern)), None)
+
     def load(self, what: str = "cli"):
         module, name = getattr(self, what).split(":")
         return getattr(import_module(module), name)
@@ -48,13 +55,14 @@ class Phase:
 PHASES: tuple[Phase, ...] = (
     Phase("train-moe", "nlab_cli.commands.train_moe:train_moe", "phases.moe.config:TrainMoEConfig", "training",
           resumes=True, sweepable=True, check="phases.moe.plan:resolve", val_metrics=("val_*", "best_val_*"),
-          test_metrics=("test_*",),
+          test_metrics=("test_*",), val_history=(("*val_acc", "acc"), ("*val_loss", "loss")),
           other_metrics=("experts", "top_k", "epochs", "steps", "train_seconds", "train_loss", "best_val_epoch",
                          "selected_epoch", "params")),
     Phase("apoptosis", "nlab_cli.commands.apoptosis:apoptosis", "phases.apoptosis.config:ApoptosisConfig",
           "training", resumes=True, sweepable=True, check="phases.apoptosis.phase:check",
           val_metrics=("val_loss", "val_loss_se", "val_loss_estimate", "val_tokens", "val_blocks",
                        "train_loss_estimate"),
+          val_history=(("val_loss*", "loss"),),
           other_metrics=("n_events", "neurons_*", "mean_spike_factor", "max_spike_factor", "mean_swap_loss_ratio",
                          "params_start", "params_end", "steps", "wall_time_s", "train_time_s", "step_time_ms_mean",
                          "step_time_ms_median", "event_time_s", "age_*", "*_generation", "temperature"),
@@ -81,6 +89,8 @@ PHASES: tuple[Phase, ...] = (
                          "examples_per_step")),
     Phase("seed-sweep", "nlab_cli.commands.seed_sweep:seed_sweep", "phases.sweep.config:SweepConfig", "sweep",
           resumes=True, extra_args=True),
+    Phase("sweep", "nlab_cli.commands.sweep:sweep", "phases.search.config:SearchConfig", "sweep", resumes=True,
+          extra_args=True),
     Phase("ensemble-vote", "nlab_cli.commands.ensemble_vote:ensemble_vote", "phases.ensemble.config:EnsembleConfig",
           "analysis"),
     Phase("analyze-history", "nlab_cli.commands.analyze_history:analyze_history",

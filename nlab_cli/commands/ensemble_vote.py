@@ -15,10 +15,11 @@ _E = EnsembleConfig()
 
 def ensemble_vote(
     runs: Annotated[Optional[list[str]], typer.Argument(
-        help="Run folders, best first; '-' reads a seed-sweep's --json output from stdin and takes its top-k.",
+        help="Run folders, best first; '-' reads a seed-sweep's or sweep's --json output from stdin and takes its "
+             "top-k.",
         show_default=False)] = None,
-    from_sweep: Annotated[Optional[Path], typer.Option(help="A seed-sweep folder: vote over its top-k seeds.",
-                                                       show_default=False)] = None,
+    from_sweep: Annotated[Optional[Path], typer.Option(
+        help="A seed-sweep or sweep folder: vote over its top-k seeds.", show_default=False)] = None,
     top_k: Annotated[int, typer.Option(help="How many of a sweep's best seeds vote.")] = _E.top_k,
     method: Annotated[Literal[METHODS], typer.Option(help="hard (majority of answers) or soft (mean class "
                                                           "probabilities).")] = _E.method,

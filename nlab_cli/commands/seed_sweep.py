@@ -7,9 +7,10 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from nlab_cli.common import Expect, Json, Name, Out, bad_usage, execute
-from nlab_cli.options import build_config
-from phases.sweep.config import LAUNCHERS, MODES, CompareConfig, SweepConfig
+from nlab_cli.common import (Expect, Json, Launcher, Name, NumCpus, NumGpus, Out, RayAddress, SlurmPartition,
+                             TimeoutMin, Workers, bad_usage, execute)
+from nlab_cli.options import build_config, check_phase_args
+from phases.sweep.config import MODES, CompareConfig, SweepConfig
 
 _S, _C = SweepConfig(phase=""), CompareConfig("", "")
 
@@ -23,32 +24,6 @@ def _int_list(text: Optional[str], option: str) -> Optional[list[int]]:
         raise bad_usage(f"{option} {text!r}: expected comma-separated integers", f"e.g. {option} 3,7,11") from None
 
 
-def _check_phase_args(ctx: typer.Context, phase: str, args: list[str]) -> None:
-    """Parse the pass-through options with the phase's own command (without running it) and check them as the
-    phase's config, so that a typo or an out-of-range value is one exit-2 error now rather than N failed seeds
-    later."""
-    import click
-
-    from phases import registry
-    from phases.core.errors import InputError
-    from phases.core.options import check_memory
-
-    command = ctx.parent.command.get_command(ctx.parent, phase) if ctx.parent else None
-    info = registry.get(phase)
-    if command is None or info is None or not info.sweepable:
-        return  # not a phase a sweep runs: the sweep's own check names the phases it can run
-    try:
-        phase_ctx = command.make_context(phase, list(args), parent=ctx.parent)
-        config = build_config(phase_ctx, info.load("config"))
-        info.load("check")(config)
-        check_memory(config)  # (a training phase checks it once its data is read; here before any seed runs)
-    except click.UsageError as e:
-        raise bad_usage(f"options for {phase}: {e.format_message()}",
-                        f"see `nlab {phase} --help`; put the phase's options after --") from None
-    except InputError as e:
-        raise bad_usage(f"options for {phase}: {e.message}", e.hint) from None
-
-
 def seed_sweep(
     ctx: typer.Context,
     phase: Annotated[Optional[str], typer.Argument(help="The phase to run per seed (train-moe, apoptosis, ewc, "
@@ -58,16 +33,13 @@ def seed_sweep(
     seed_start: Annotated[int, typer.Option(help="First seed (seeds are seed-start .. seed-start+N-1).")] = _S.seed_start,
     seed_list: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 3,7,11 (overrides --seeds).",
                                                      show_default=False)] = None,
-    workers: Annotated[int, typer.Option(help="Local launcher: seeds run in parallel, CPU threads divided "
-                                              "between them.")] = _S.workers,
-    launcher: Annotated[Literal[LAUNCHERS], typer.Option(help="Where the seeds run.")] = _S.launcher,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: a local Ray "
-                                                            "instance).", show_default=False)] = None,
-    num_cpus: Annotated[float, typer.Option(help="Ray: CPUs per seed.")] = _S.num_cpus,
-    num_gpus: Annotated[float, typer.Option(help="Ray: GPUs per seed.")] = _S.num_gpus,
-    slurm_partition: Annotated[Optional[str], typer.Option(help="submitit: Slurm partition.",
-                                                           show_default=False)] = None,
-    timeout_min: Annotated[int, typer.Option(help="submitit: minutes per seed.")] = _S.timeout_min,
+    workers: Workers = _S.workers,
+    launcher: Launcher = _S.launcher,
+    ray_address: RayAddress = None,
+    num_cpus: NumCpus = _S.num_cpus,
+    num_gpus: NumGpus = _S.num_gpus,
+    slurm_partition: SlurmPartition = None,
+    timeout_min: TimeoutMin = _S.timeout_min,
     select: Annotated[str, typer.Option(help="Metric that chooses the best seed (validation data).")] = _S.select,
     report: Annotated[str, typer.Option(help="Metric reported for the chosen seed (test data).")] = _S.report,
     mode: Annotated[Literal[MODES], typer.Option(help="Which direction of the metric is better.")] = _S.mode,
@@ -96,7 +68,7 @@ def seed_sweep(
     if phase is None and resume is None:
         raise bad_usage("seed-sweep needs the phase to run", "e.g. nlab seed-sweep train-moe --seeds 5 -- --epochs 3")
     if phase is not None:
-        _check_phase_args(ctx, phase, list(ctx.args))
+        check_phase_args(ctx, phase, list(ctx.args))
     # with --resume alone, the sweep's phase, options and seeds come from its own config
     config = build_config(ctx, SweepConfig, also_given=frozenset({"phase_args"} if ctx.args else ()),
                           phase_args=list(ctx.args), seed_list=_int_list(seed_list, "--seed-list"))

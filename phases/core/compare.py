@@ -1,6 +1,7 @@
 """Two systems compared on the same items, written once: ewc (each method against naive fine-tuning),
 ensemble-vote (the ensemble against its best member) and `eval-gsm8k --compare` (run A against run B) all call
-`paired_correctness`; `nlab runs compare` calls it, or `paired_losses` for losses on shared held-out items.
+`paired_correctness`; `nlab runs compare` calls it, or `paired_losses` for losses on shared held-out items;
+`nlab sweep` compares whole configurations over matched seeds with `against_baseline`.
 
 Input is per-item correctness keyed by item id; only the ids both sides evaluated are compared (the rest are
 counted as dropped). Out come the 2x2 counts, both accuracies, the difference A - B with a paired bootstrap 95%
@@ -93,3 +94,58 @@ def loss_verdict(c: dict, label_a: str = "A", label_b: str = "B") -> str:
     else:
         d, lo, hi = -d, -hi, -lo
     return f"{label_a} is better beyond noise ({d:.4f} lower loss, 95% CI [{lo:.4f}, {hi:.4f}], {tail})"
+
+
+def against_baseline(values: Sequence[Mapping[int, float]], baseline: int, lower_is_better: bool,
+                     alpha: float = 0.05, power: float = 0.8) -> list[dict | None]:
+    """Each configuration against the baseline one, paired by seed: `values[i]` maps seed -> the metric of
+    configuration i; only the seeds both finished are compared. Per configuration: the mean difference (i minus
+    baseline), Welch's t-test and the exact paired permutation test, both Holm-adjusted across the comparisons,
+    the difference the seeds could detect (power 0.8), how many seeds would resolve the observed difference,
+    and the verdict. "Beyond noise" is Welch's Holm-adjusted p below alpha: with 3 seeds the permutation test
+    cannot go below 0.25, so it is reported as the distribution-free check, not the rule. None for the baseline
+    itself (and a note for a configuration sharing fewer than 2 seeds with it)."""
+    import numpy as np
+
+    from phases.core import stats
+
+    out: list[dict | None] = []
+    for i, v in enumerate(values):
+        seeds = sorted(set(v) & set(values[baseline]))
+        if i == baseline:
+            out.append(None)
+            continue
+        a, b = np.array([v[s] for s in seeds], float), np.array([values[baseline][s] for s in seeds], float)
+        row = {"seeds": seeds, "n": len(seeds)}
+        if len(seeds) >= 2:
+            sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
+            diff = float(a.mean() - b.mean())
+            row.update(diff=diff, welch_p=stats.welch_p(a, b), permutation_p=stats.paired_permutation_p(a, b),
+                       permutation_floor=2 / 2 ** len(seeds),
+                       detectable=stats.detectable_difference(sd_a, sd_b, len(seeds), alpha, power),
+                       seeds_to_resolve=stats.seeds_to_resolve(diff, sd_a, sd_b, alpha, power))
+        out.append(row)
+    done = [r for r in out if r is not None and "diff" in r]
+    for key in ("welch_p", "permutation_p"):
+        for r, p in zip(done, stats.holm([r[key] for r in done])):
+            r[f"{key}_holm"] = p
+    sign = -1 if lower_is_better else 1
+    for r in out:
+        if r is not None:
+            r["verdict"] = seed_verdict(r, sign, alpha)
+    return out
+
+
+def seed_verdict(r: dict, sign: int = 1, alpha: float = 0.05) -> str:
+    """A comparison over seeds in words: 'better beyond noise', 'worse beyond noise', or 'within noise (3 seeds
+    can detect a difference of 0.012; about 40 would resolve the observed -0.003)'. `sign` is -1 for a metric
+    where lower is better."""
+    if "diff" not in r:
+        return f"not compared ({r['n']} seed(s) shared with the baseline; at least 2 needed)"
+    if r["welch_p_holm"] < alpha:
+        return "better beyond noise" if sign * r["diff"] > 0 else "worse beyond noise"
+    need = r["seeds_to_resolve"]
+    resolve = (f"about {need} would resolve the observed {r['diff']:+.4g}" if need is not None
+               else "no number of seeds resolves a difference of 0" if r["diff"] == 0
+               else f"the observed {r['diff']:+.4g} is too small to resolve")
+    return f"within noise ({r['n']} seeds can detect a difference of {r['detectable']:.4g}; {resolve})"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phases import registry
 from phases.core import render, stats
 from phases.core.answers import canonical, same_answer
 from phases.core.compare import paired_correctness
@@ -30,9 +31,11 @@ def _members(c: EnsembleConfig) -> list[Path]:
     if c.from_sweep:
         sweep = load_run_dir(c.from_sweep)
         m = sweep["metrics"]
-        if sweep["manifest"].get("phase") != "seed-sweep" or not m or "top_k" not in m:
-            raise InputError(f"--from-sweep {c.from_sweep}: not a finished seed-sweep run folder",
-                             "pass a folder printed as run_dir by `nlab seed-sweep`")
+        info = registry.get(sweep["manifest"].get("phase"))
+        # seed-sweep's top seeds, or sweep's: the seeds of its best configuration (the same keys)
+        if info is None or info.kind != "sweep" or not m or "top_k" not in m:
+            raise InputError(f"--from-sweep {c.from_sweep}: not a finished seed-sweep or sweep run folder",
+                             "pass a folder printed as run_dir by `nlab seed-sweep` or `nlab sweep`")
         ranked = sorted(m["top_k"], key=lambda t: t["rank"])
         if len(ranked) < c.top_k:  # the sweep kept fewer: rank all its completed seeds the same way
             done = [s for s in m["seeds"] if s["status"] == "completed"]

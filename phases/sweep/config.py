@@ -12,13 +12,10 @@ LAUNCHERS = ("local", "ray", "submitit")
 MODES = ("max", "min")  # which direction of the metric is better
 
 
-@dataclass
-class SweepConfig:
-    phase: str
-    phase_args: list[str] = field(default_factory=list)  # passed through unchanged to every seed's run
-    seeds: int = 5
-    seed_start: int = 0
-    seed_list: list[int] | None = None
+@dataclass(kw_only=True)
+class LaunchOptions:
+    """Where and how the seeds' processes run (seed-sweep and sweep alike): never part of what a seed computes."""
+
     workers: int = at_least(1, 1)  # local launcher: seeds run in parallel, CPU threads divided between them
     launcher: str = choice("local", LAUNCHERS)
     ray_address: str | None = None  # None: a local Ray instance
@@ -26,6 +23,18 @@ class SweepConfig:
     num_gpus: float = at_least(0, 0.0)  # ray: per seed
     slurm_partition: str | None = None  # submitit: Slurm partition (local processes where Slurm is absent)
     timeout_min: int = at_least(1, 60)  # submitit: per seed
+
+    LAUNCH_FIELDS: ClassVar[tuple[str, ...]] = ("workers", "launcher", "ray_address", "num_cpus", "num_gpus",
+                                                "slurm_partition", "timeout_min")
+
+
+@dataclass
+class SweepConfig(LaunchOptions):
+    phase: str
+    phase_args: list[str] = field(default_factory=list)  # passed through unchanged to every seed's run
+    seeds: int = 5
+    seed_start: int = 0
+    seed_list: list[int] | None = None
     select: str = "val_acc"  # chooses the best seed
     report: str = "test_acc"  # reported for the chosen seed, never used to choose
     mode: str = choice("max", MODES, "max for accuracies, min for losses")
@@ -35,8 +44,7 @@ class SweepConfig:
     name: str | None = None
 
     # how the seeds are run and how the finished ones are summarised; not what each seed computes
-    resume_may_differ: ClassVar[tuple[str, ...]] = ("workers", "launcher", "ray_address", "num_cpus", "num_gpus",
-                                                    "slurm_partition", "timeout_min", "select", "report", "mode",
+    resume_may_differ: ClassVar[tuple[str, ...]] = (*LaunchOptions.LAUNCH_FIELDS, "select", "report", "mode",
                                                     "top_k")
 
     def seed_values(self) -> list[int]:

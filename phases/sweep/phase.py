@@ -5,14 +5,12 @@ Selection and reporting are kept apart: the best seed is chosen on `select` (val
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from phases.core import render
+from phases.core import plots, render
 from phases.core.errors import InputError, RunFailed
 from phases.core.jsonio import read_json
 from phases.core.options import check_options
@@ -65,38 +63,12 @@ def _seed_dir(sweep_dir: Path, seed: int) -> Path:
     return sweep_dir / "seeds" / f"seed-{seed}"
 
 
-def _finished(run_dir: Path) -> bool:
-    m = run_dir / "manifest.json"
-    return (run_dir / "metrics.json").is_file() and m.is_file() and read_json(m).get("status") == "completed"
-
-
-def _set_aside(run_dir: Path) -> None:
-    """An unfinished seed folder (killed or failed earlier) is kept for inspection, renamed, and rerun."""
-    for i in range(1, 1000):
-        target = run_dir.with_name(f"{run_dir.name}.attempt{i}")
-        if not target.exists():
-            shutil.move(str(run_dir), str(target))
-            return
-
-
 def _launch(c: SweepConfig, sweep_dir: Path, seeds: list[int]) -> list[dict]:
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // c.workers) if c.launcher == "local" else max(1, int(c.num_cpus))
+    threads = launch.threads_per_job(c)
     jobs = [launch.SeedJob(s, launch.seed_argv(c.phase, c.phase_args, s, _seed_dir(sweep_dir, s)),
                            str(_seed_dir(sweep_dir, s)), str(sweep_dir / "seed-logs" / f"seed-{s}.log"), threads)
             for s in seeds]
-    if c.launcher == "ray":
-        return launch.run_ray(jobs, c.ray_address, c.num_cpus, c.num_gpus)
-    if c.launcher == "submitit":
-        return launch.run_submitit(jobs, sweep_dir / "submitit", c.slurm_partition, c.timeout_min, threads)
-    return launch.run_local(jobs, c.workers)
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
+    return launch.run_jobs(c, jobs, sweep_dir)
 
 
 def run(config: SweepConfig) -> dict:
@@ -107,10 +79,10 @@ def run(config: SweepConfig) -> dict:
         todo = []
         for s in seeds:
             d = _seed_dir(run_.dir, s)
-            if _finished(d):
+            if launch.finished(d):
                 continue
             if d.exists():
-                _set_aside(d)
+                launch.set_aside(d)
             todo.append(s)
         skipped = len(seeds) - len(todo)
         render.say(f"seed-sweep {config.phase}: {len(seeds)} seeds, {skipped} already finished, running {len(todo)} "
@@ -119,10 +91,10 @@ def run(config: SweepConfig) -> dict:
         rows = []
         for s in seeds:
             d = _seed_dir(run_.dir, s)
-            row = {"seed": s, "run_dir": str(d), "status": "completed" if _finished(d) else "failed",
+            row = {"seed": s, "run_dir": str(d), "status": "completed" if launch.finished(d) else "failed",
                    "rerun": s in results}
             if row["status"] == "failed":
-                row["error"] = _tail(run_.dir / "seed-logs" / f"seed-{s}.log")
+                row["error"] = launch.log_tail(run_.dir / "seed-logs" / f"seed-{s}.log")
                 row["returncode"] = results.get(s, {}).get("returncode")
             else:
                 m = read_json(d / "metrics.json")
@@ -181,12 +153,7 @@ def sweep_statistics(rows: list[dict], c: SweepConfig) -> dict:
 
 
 def _plot(m: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plots.pyplot().subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "select", m["select_metric"]), (axes[1], "report", m["report_metric"])):
         curve = m[f"expected_max_curve_{key}"]
         n = [p["n"] for p in curve]
@@ -206,11 +173,7 @@ def _plot(m: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return plots.save(fig, path)
 
 
 def _render(m: dict) -> None:
