@@ -16,10 +16,16 @@ def pyplot():
     return plt
 
 
-def save(fig, path: Path, dpi: int = 110) -> Path:
+def save(fig, path: Path | str, dpi: int = 110) -> Path:
+    """Save `fig` to `path` through a temporary sibling and a rename (a killed run never leaves half a PNG), then
+    close it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    pyplot().close(fig)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        tmp.replace(path)
+    finally:
+        pyplot().close(fig)
+        tmp.unlink(missing_ok=True)
     return path

@@ -78,12 +78,11 @@ def build_metrics(scn: Scenario, results: list[MethodResult], c: EwcConfig) -> d
 
 def write_plots(run_dir: Path, scn: Scenario, results: list[MethodResult]) -> list[str]:
     """methods/<method>/R.png: R as a heatmap, stages down, tasks across, each cell annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from phases.core import plots
+
+    plt = plots.pyplot()
     paths = []
     for r in results:
         R = np.asarray(r.R, dtype=float)
@@ -99,11 +98,7 @@ def write_plots(run_dir: Path, scn: Scenario, results: list[MethodResult]) -> li
         ax.set_title(f"{scn.name}: {r.method} ({scn.metric})", fontsize=9)
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
-        path = run_dir / "methods" / r.method / "R.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(str(path))
+        paths.append(str(plots.save(fig, run_dir / "methods" / r.method / "R.png")))
     return paths
 
 

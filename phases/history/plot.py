@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phases.core.figures import pyplot, save_figure
+from phases.core.plots import pyplot, save
 from phases.history.load import History
 
 _STYLES = {"train": "-", "val": "--", "test": ":"}
@@ -47,4 +47,4 @@ def plot_histories(histories: list[History], analyses: list[dict], path: Path) -
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save(fig, path)

@@ -201,7 +201,7 @@ def _test_metrics(run_: Run, loaded, spec, test_problems, problems, best: dict, 
 
 def _plot(evaluations: list[dict], best: dict, path) -> str | None:
     """Validation accuracy against steps with 95% Wilson intervals, the chosen step marked."""
-    from phases.core.figures import pyplot, save_figure
+    from phases.core.plots import pyplot, save
 
     plt = pyplot()
     steps = [e["step"] for e in evaluations]
@@ -217,7 +217,7 @@ def _plot(evaluations: list[dict], best: dict, path) -> str | None:
     ax2.set_ylabel("validation loss per answer token")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path).name
+    return save(fig, path).name
 
 
 def _fmt_interval(m: dict, key: str) -> str:
