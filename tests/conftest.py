@@ -119,6 +119,21 @@ def nlab_executable() -> str:
     return found
 
 
+def kill_when(argv: list[str], ready, timeout: float = 300, env: dict | None = None) -> None:
+    """Start the installed `nlab` with `argv` and SIGKILL it as soon as `ready()` is true (e.g. its first checkpoint
+    exists); fails if the run ended on its own first."""
+    import time
+
+    proc = subprocess.Popen([nlab_executable(), *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.monotonic() + timeout  # a loaded machine is slow
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.01)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -9, err  # killed, not finished
+
+
 @pytest.fixture
 def nlab():
     """Run the installed `nlab` command as a subprocess: returns CompletedProcess (text)."""

@@ -319,29 +319,24 @@ def run_records(run_dir) -> dict:
 def kill_after_first_checkpoint(args, run_dir, past_step: int) -> None:
     """Start the installed `nlab` and SIGKILL it once it has written a checkpoint and logged training past
     `past_step` (so that records logged after the checkpoint must be cut on resume)."""
-    import subprocess
-    import time
+    from conftest import kill_when
 
-    from conftest import nlab_executable
-
-    proc = subprocess.Popen([nlab_executable(), *args, "--out", str(run_dir)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    history, deadline = run_dir / "history.jsonl", time.monotonic() + 300  # a loaded machine is slow
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (run_dir / "checkpoints" / "ckpt.pt").exists() and history.exists() and any(
-                json.loads(line)["step"] > past_step for line in history.read_text().splitlines()[:-1]):
-            break
-        time.sleep(0.01)
-    proc.kill()
-    _, err = proc.communicate()
-    assert proc.returncode == -9, err  # killed, not finished
+    history = run_dir / "history.jsonl"
+    kill_when([*args, "--out", str(run_dir)], lambda: (run_dir / "checkpoints" / "ckpt.pt").exists()
+              and history.exists() and any(json.loads(line)["step"] > past_step
+                                           for line in history.read_text().splitlines()[:-1]))
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"
     assert not (run_dir / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("strategy", ["none", "growth"])
-def test_killed_run_resumes_to_exactly_the_uninterrupted_result(cli, tmp_path, strategy):
-    args = [*RESUME_CLI, "--strategy", strategy, "--turnover-rate", "0.25"]
+@pytest.mark.parametrize("strategy, extra", [
+    ("none", []), ("growth", []),
+    ("layer", ["--layer-schedule", "depth", "--initial-vitality", "0.5"]),  # MLPs moved between blocks
+    ("crossover", ["--crossover", "random", "--select", "orthogonal"]),
+], ids=["none", "growth", "layer-depth", "crossover-random-orthogonal"])
+def test_killed_run_resumes_to_exactly_the_uninterrupted_result(cli, tmp_path, strategy, extra):
+    args = [*RESUME_CLI, "--strategy", strategy, *(["--turnover-rate", "0.25"] if strategy != "layer" else []),
+            *extra]
     code, _, err = cli("apoptosis", *args, "--out", str(tmp_path / "whole"))
     assert code == 0, err
     killed = tmp_path / "killed"

@@ -185,6 +185,10 @@ CASES = [
     ("train-moe --resume {moe_config_malformed}", "config.json:1"),
     ("train-moe --resume {moe_run} --out {empty_dir}", "--out"),
     ("train-moe --name a/b", "--name"),
+    ("train-moe --grow-experts 4:x:2", "--grow-experts"),
+    ("train-moe --grow-experts 2:3:1 --tasks digits,sst2 --task-masks --top-k 1", "--grow-experts"),
+    ("train-moe --synthetic-labels -0.1", "--synthetic-labels"),
+    ("train-moe --router-entropy-weight 50", "--router-entropy-weight"),
     # --- apoptosis -------------------------------------------------------------------------------------------------
     ("apoptosis --data-dir {shakes_latin1}", "input.txt:81"),
     ("apoptosis --data-dir {shakes_binary}", "input.txt"),

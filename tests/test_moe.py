@@ -235,23 +235,13 @@ def test_select_last_reports_the_last_epoch(cli):
 def test_killed_run_resumes_alone_to_the_uninterrupted_result(cli, tmp_path):
     """kill -9 after the first epoch's checkpoint; `--resume RUN` alone (the run's own options) ends exactly where
     an uninterrupted run ends: metrics, history and predictions."""
-    import subprocess
-    import time
-
-    from conftest import nlab_executable
+    from conftest import kill_when
 
     args = ["train-moe", "--epochs", "4", "--train-limit", "300", "--batch-size", "32", "--deterministic",
             "--device", "cpu"]
     whole = train(cli, *args[1:], "--out", str(tmp_path / "whole"))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([nlab_executable(), *args, "--out", str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not (killed / "checkpoints" / "last.pt").exists():
-        time.sleep(0.01)
-    proc.kill()
-    _, err = proc.communicate()
-    assert proc.returncode == -9, err
+    kill_when([*args, "--out", str(killed)], (killed / "checkpoints" / "last.pt").exists)
     assert json.loads((killed / "manifest.json").read_text())["status"] == "running"
     resumed = train(cli, "--resume", str(killed))
     for key in ("test_acc", "val_acc", "test_loss", "train_loss", "selected_epoch", "steps", "test_utilisation"):
@@ -336,7 +326,14 @@ def test_cifar100_supervised_by_superclass(cli, tmp_path):
     (("--task-masks",), "several tasks"),
     (("--assignment", "coarse", "--strategy", "supervised"), "superclasses"),
     (("--strategy", "two-phase", "--epochs", "1"), "--phase1-epochs"),
-    (("--val-fraction", "0"), "--val-fraction"),
+    (("--val-fraction", "0.6"), "--val-fraction"),
+    (("--synthetic-labels", "1.5"), "--synthetic-labels"),
+    (("--router-entropy-weight", "nan"), "--router-entropy-weight"),
+    (("--grow-experts", "4-12-2"), "--grow-experts"),
+    (("--grow-experts", "12:4:1"), "--grow-experts"),
+    (("--grow-experts", "1:4:1"), "--top-k"),
+    (("--grow-experts", "4:12:2", "--epochs", "10"), "--epochs 17"),
+    (("--grow-experts", "4:6:1", "--strategy", "supervised"), "--strategy joint"),
     (("--dataset", "sst2", "--data-dir", "/nonexistent"), "--data-dir"),
 ])
 def test_bad_input_exit_2_nothing_written(cli, nlab_home, args, names):

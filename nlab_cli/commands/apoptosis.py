@@ -10,7 +10,8 @@ import typer
 from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
-from phases.apoptosis.config import CROSSOVERS, DATASETS, FITNESSES, STRATEGIES, ApoptosisConfig
+from phases.apoptosis.config import (CROSSOVERS, DATASETS, FITNESSES, LAYER_SCHEDULES, SELECTS, STRATEGIES,
+                                     ApoptosisConfig)
 
 _C = ApoptosisConfig()
 _MODEL, _OPT, _TURN = "Model and data", "Optimisation (nanoGPT's names)", "Neuron turnover"
@@ -35,7 +36,17 @@ def apoptosis(
                                             "on the latest batch.", _TURN)] = _C.preservation_steps,
     max_width: Annotated[Optional[int], _opt("growth: the widest an MLP may grow [default: twice its initial "
                                              "width].", _TURN, show_default=False)] = _C.max_width,
-    crossover: Annotated[Literal[CROSSOVERS], _opt("How crossover mixes two parents.", _TURN)] = _C.crossover,
+    crossover: Annotated[Literal[CROSSOVERS], _opt("How crossover mixes two parents: uniform (each weight from "
+                                                   "either), weighted (by fitness), random (a random blend).",
+                                                   _TURN)] = _C.crossover,
+    select: Annotated[Literal[SELECTS], _opt("How parents are chosen: fittest, or orthogonal (among twice as many "
+                                             "fit candidates, the most nearly orthogonal incoming weights).",
+                                             _TURN)] = _C.select,
+    layer_schedule: Annotated[Literal[LAYER_SCHEDULES], _opt(
+        "layer strategy: fitness (the least vital layer is reborn in place) or depth (deep layers decay, the "
+        "deepest dies, a new one is born at the shallow end).", _TURN)] = _C.layer_schedule,
+    initial_vitality: Annotated[float, _opt("layer strategy: every MLP's vitality at the start and a newborn's.",
+                                            _TURN)] = _C.initial_vitality,
     spike_window: Annotated[int, _opt("Training steps before/after an event compared for its spike factor.",
                                       _TURN)] = _C.spike_window,
     dataset: Annotated[Literal[DATASETS], _opt("Char-level text corpus.", _MODEL)] = _C.dataset,

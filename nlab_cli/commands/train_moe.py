@@ -14,6 +14,7 @@ from phases.moe.config import ASSIGNMENTS, DATASETS, OPTIMIZERS, ROUTERS, SELECT
 
 _C = TrainMoEConfig()
 _DATA, _MODEL, _ROUTING, _TRAIN = "Data", "Model", "Routing", "Training"
+_SELF = "Self-modification"
 
 
 def train_moe(
@@ -22,8 +23,8 @@ def train_moe(
     tasks: Annotated[Optional[str], _opt("Several datasets trained together, e.g. digits,sst2 (a head per task, "
                                          "task-conditioned gating); overrides --dataset.", _DATA,
                                          show_default=False)] = None,
-    val_fraction: Annotated[float, _opt("Share of the training split held out for validation (fixed by the seed).",
-                                        _DATA)] = _C.val_fraction,
+    val_fraction: Annotated[float, _opt("Share of the training split held out for validation (fixed by the seed); "
+                                        "0: none, and the last epoch is reported.", _DATA)] = _C.val_fraction,
     train_limit: Annotated[Optional[int], _opt("Use at most this many training items per task (stratified "
                                                "subset, for quick runs).", _DATA, show_default=False)] = None,
     experts: Annotated[int, _opt("Number of MLP experts.", _MODEL)] = _C.experts,
@@ -54,6 +55,15 @@ def train_moe(
     balance_coef: Annotated[float, _opt("Coefficient of the Switch load-balancing loss.",
                                         _ROUTING)] = _C.balance_coef,
     z_coef: Annotated[float, _opt("Coefficient of the router z-loss.", _ROUTING)] = _C.z_coef,
+    router_entropy_weight: Annotated[float, _opt(
+        "Weight of the mean router entropy in the loss: positive sharpens the routing, negative spreads it (the "
+        "lab's 7b2/7b3); its share of the loss is reported.", _SELF)] = _C.router_entropy_weight,
+    synthetic_labels: Annotated[float, _opt(
+        "Share of each batch's training targets replaced by the router's own top expert, mod the classes (the "
+        "lab's 7b1 injection).", _SELF)] = _C.synthetic_labels,
+    grow_experts: Annotated[Optional[str], _opt(
+        "START:END:EVERY: start with START experts and add one every EVERY epochs up to END, a noisy copy of the "
+        "busiest (overrides --experts; joint strategy).", _SELF, show_default=False)] = None,
     optimizer: Annotated[Literal[OPTIMIZERS], _opt("adamw, or sgd (momentum, Nesterov).", _TRAIN)] = _C.optimizer,
     lr: Annotated[Optional[float], _opt("Peak learning rate (default: 4e-3 adamw, 0.05 sgd); warmup, then "
                                         "cosine decay to 1%.", _TRAIN, show_default=False)] = None,

@@ -13,7 +13,9 @@ from phases.core.sizes import TRAINED, gpt_terms
 DATASETS = ("tinyshakespeare", "wikitext2")  # char-level corpora (the registry's other datasets are not text)
 STRATEGIES = ("none", "layer", "standard", "functional", "hybrid", "growth", "crossover")
 FITNESSES = ("grad_activation", "activation", "weight_magnitude", "utility")
-CROSSOVERS = ("uniform", "weighted")
+CROSSOVERS = ("uniform", "weighted", "random")
+SELECTS = ("fittest", "orthogonal")  # how parents are chosen among the candidates for birth
+LAYER_SCHEDULES = ("fitness", "depth")  # layer strategy: which MLP dies, and where the newborn goes
 
 
 @dataclass
@@ -54,6 +56,11 @@ class ApoptosisConfig(TrainingRunOptions):
     preservation_steps: int = at_least(0, 0)  # functional: steps fitting the newborns to the dying neurons' outputs
     max_width: int | None = None  # growth: the widest an MLP may grow (None: twice its initial width)
     crossover: str = choice("uniform", CROSSOVERS)
+    # fittest: the fittest mature neurons are the parents; orthogonal: among twice as many candidates, the parents
+    # whose incoming weight vectors are the most nearly orthogonal (and crossover pairs likewise)
+    select: str = choice("fittest", SELECTS)
+    layer_schedule: str = choice("fitness", LAYER_SCHEDULES)  # layer strategy
+    initial_vitality: float = in_range(1.0, 0, 1, lo_open=True)  # layer strategy: every MLP's at the start, a newborn's
     spike_window: int = at_least(1, 25)  # training steps before/after an event compared for the spike factor
     # output
     sample: int = at_least(0, 0)  # characters to generate at the end

@@ -37,6 +37,16 @@ class Lineage:
         self.alive[layer].extend(born)
         return born
 
+    def move_deeper(self, step: int) -> tuple[list[int], list[int]]:
+        """Layer-level depth schedule: the deepest layer's neurons die, every other layer's move one layer deeper
+        (keeping their ids and ages) and newborns fill the first. Returns (killed ids, born ids)."""
+        killed = list(self.alive[-1])
+        for i in killed:
+            self.records[i]["died"] = step
+        born = [self._new(0, [], step) for _ in self.alive[0]]
+        self.alive = [born] + self.alive[:-1]
+        return killed, born
+
     def ages(self, layer: int, step: int) -> torch.Tensor:
         return torch.tensor([step - self.records[i]["born"] for i in self.alive[layer]], dtype=torch.long)
 

@@ -29,6 +29,15 @@ def check(c: ApoptosisConfig) -> None:
     if c.strategy == "growth" and c.max_width is not None and c.max_width < width:
         raise InputError(f"--max-width {c.max_width} is below the MLPs' current width ({width} = 4 x --n-embd)",
                          f"use a --max-width of at least {width}")
+    if c.strategy != "layer" and (c.layer_schedule != "fitness" or c.initial_vitality != 1.0):
+        raise InputError("--layer-schedule/--initial-vitality apply to --strategy layer, not " + c.strategy,
+                         "leave them out, or use --strategy layer")
+    if c.select == "orthogonal" and c.strategy in ("none", "layer"):
+        raise InputError(f"--select orthogonal chooses parent neurons; --strategy {c.strategy} has none",
+                         "use it with standard, functional, crossover, hybrid or growth")
+    if c.strategy == "layer" and c.layer_schedule == "depth" and c.n_layer < 2:
+        raise InputError("--layer-schedule depth moves MLPs between blocks: needs --n-layer 2 or more",
+                         "use --n-layer 2 or more, or --layer-schedule fitness")
     if c.strategy != "none" and c.interval >= c.max_iters:
         raise InputError(f"--interval {c.interval} with --max-iters {c.max_iters}: no event would happen",
                          "use an --interval below --max-iters")

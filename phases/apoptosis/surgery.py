@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from phases.core.training import replace_param
+
 MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
@@ -72,39 +74,20 @@ def write_neurons(mlp, optimizer, index: torch.Tensor, w_in: torch.Tensor, b_in:
     reset_moments(optimizer, proj.weight, index, 1)
 
 
-def _replace_param(optimizer, old: nn.Parameter, new: nn.Parameter, dim: int) -> None:
-    """Put `new` (old grown along `dim`) in old's place in the optimizer; its moments grow with zeros."""
-    for group in optimizer.param_groups:
-        for i, p in enumerate(group["params"]):
-            if p is old:
-                group["params"][i] = new
-    state = optimizer.state.pop(old, None)
-    if state is None:
-        return
-    grown = {}
-    for key, value in state.items():
-        if torch.is_tensor(value) and value.shape == old.shape:
-            pad_shape = list(value.shape)
-            pad_shape[dim] = new.shape[dim] - old.shape[dim]
-            value = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
-        grown[key] = value
-    optimizer.state[new] = grown
-
-
 @torch.no_grad()
 def grow(mlp, optimizer, w_in: torch.Tensor, b_in: torch.Tensor | None, w_out: torch.Tensor) -> None:
     """Add k neurons: c_fc gains k rows (and biases), c_proj k input columns; the optimizer follows."""
     fc, proj = mlp.c_fc, mlp.c_proj
     k = w_in.shape[0]
     new_fc = nn.Parameter(torch.cat([fc.weight, w_in.to(fc.weight.dtype)], dim=0))
-    _replace_param(optimizer, fc.weight, new_fc, 0)
+    replace_param(optimizer, fc.weight, new_fc, 0)
     fc.weight = new_fc
     if fc.bias is not None:
         new_b = nn.Parameter(torch.cat([fc.bias, b_in.to(fc.bias.dtype)], dim=0))
-        _replace_param(optimizer, fc.bias, new_b, 0)
+        replace_param(optimizer, fc.bias, new_b, 0)
         fc.bias = new_b
     new_proj = nn.Parameter(torch.cat([proj.weight, w_out.to(proj.weight.dtype)], dim=1))
-    _replace_param(optimizer, proj.weight, new_proj, 1)
+    replace_param(optimizer, proj.weight, new_proj, 1)
     proj.weight = new_proj
     fc.out_features += k
     proj.in_features += k
@@ -140,3 +123,16 @@ def fit_newborns(mlp, x: torch.Tensor, index: torch.Tensor, target: torch.Tensor
             fc.bias[index] = b_in.to(fc.bias.dtype)
         proj.weight[:, index] = w_out.to(proj.weight.dtype)
     return before, after
+
+
+@torch.no_grad()
+def copy_mlp(src, dst, optimizer) -> None:
+    """Give MLP `dst` the weights of MLP `src` (same shapes) and their optimizer state (moments and step), as when
+    an MLP moves to another block: hooks and the optimizer's parameter objects stay where they are."""
+    for p_src, p_dst in zip(src.parameters(), dst.parameters()):
+        p_dst.copy_(p_src)
+        state = optimizer.state.get(p_src)
+        if not state:
+            optimizer.state.pop(p_dst, None)
+            continue
+        optimizer.state[p_dst] = {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}

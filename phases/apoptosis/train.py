@@ -26,9 +26,12 @@ VAL_BLOCKS = "val_block_losses.json"  # per-block held-out losses, for paired co
 
 def spike_stats(losses: list[float], step: int, window: int) -> dict:
     """The spike factor of an event at `step` (phases/core/spikes.py): mean loss of the `window` updates before
-    it, peak of the `window` updates from it (`losses[i]` is the loss of update i), and their ratio."""
+    it, peak of the `window` updates from it (`losses[i]` is the loss of update i), and their ratio; and the
+    variance (n - 1) of the training loss over those `window` updates after it, the lab's stability criterion."""
     out = spikes.spike_stats(losses, step, window)
     del out["peak_index"]  # an event record keeps loss_before, peak_after, window_after and spike_factor
+    after = losses[step:step + window]
+    out["loss_variance"] = statistics.variance(after) if len(after) > 1 else None
     return out
 
 
@@ -250,6 +253,7 @@ class Training:
         c = self.c
         measured = self.events if self.events else self.references
         factors = [e["spike_factor"] for e in measured if e.get("spike_factor") is not None]
+        variances = [e["loss_variance"] for e in measured if e.get("loss_variance") is not None]
         ratios = [e["swap_loss_ratio"] for e in self.events]
         m = {
             "val_loss": blocks.mean().item(),
@@ -267,6 +271,9 @@ class Training:
             "mean_spike_factor": statistics.fmean(factors) if factors else None,
             "max_spike_factor": max(factors) if factors else None,
             "spike_factors": factors,
+            "mean_loss_variance": statistics.fmean(variances) if variances else None,
+            "max_loss_variance": max(variances) if variances else None,
+            "loss_variances": variances,
             "spike_basis": ("events" if self.events else
                             "no events: the would-be event steps, the noise floor" if self.references else "none"),
             "mean_swap_loss_ratio": statistics.fmean(ratios) if ratios else None,

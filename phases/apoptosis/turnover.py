@@ -6,17 +6,26 @@
   contribution moves into c_proj's bias (continual backprop's function-preserving replacement); optionally
   `preservation_steps` fit the newborns to the rest of the dying neurons' output on the latest batch.
 - crossover: as standard, but the newborn mixes two fit parents: `uniform` takes each weight from either parent,
-  `weighted` averages them weighted by fitness (incoming and outgoing alike), then mutates.
+  `weighted` averages them weighted by fitness (incoming and outgoing alike), `random` averages them with a random
+  weight drawn per newborn (the fitness-blind control of `weighted`), then mutates.
 - hybrid: `turnover_rate` births and as many deaths. Births split a fit parent (Net2Net): the child gets the
   parent's incoming weights + noise and half its outgoing weights, the parent keeps the other half. Deaths move
   their mean contribution into the bias. Width is constant: each child takes a dead neuron's place.
 - growth: `turnover_rate` x the initial width is added per event, up to `max_width`: mutated copies of fit parents
   with zero outgoing weights; the next layer's input columns and the optimizer's state grow with them.
-- layer: the lab's layer-level variant. Each block's MLP branch is scaled by a vitality (its mean neuron fitness
-  relative to the fittest layer's); the least vital mature layer dies and its MLP is reborn with fresh weights.
+- layer: the lab's layer-level variant. Each block's MLP branch is scaled by a vitality, `initial_vitality` at the
+  start and for a newborn MLP. Schedule `fitness`: at an event every vitality becomes the layer's mean neuron fitness
+  relative to the fittest layer's, and the least vital mature layer dies and is reborn in place with fresh weights.
+  Schedule `depth` (the lab's description: deep layers decay, shallow layers are born): at an event the vitality of
+  the MLP in block l (of L) is multiplied by 1 - l/L, the deepest MLP dies, every other MLP moves one block deeper
+  with its weights, optimizer state, fitness and vitality, and a fresh MLP is born in block 0.
 
-Parents are the fittest mature neurons; neurons younger than `maturity` steps are never killed. Every reborn or
-added row and column starts with zero Adam moments."""
+Parents are the fittest mature neurons (`select` fittest), or (`select` orthogonal) among the 2k fittest mature
+survivors the k whose incoming weight vectors are the most nearly orthogonal: the fittest first, then each time the
+candidate whose mean angle to those chosen is largest; a crossover's second parent is then the candidate at the
+largest angle to the first. Angles are between lines (arccos |cos|, 0 to 90 degrees); every event records its
+parents' mean angle. Neurons younger than `maturity` steps are never killed. Every reborn or added row and column
+starts with zero Adam moments."""
 
 from __future__ import annotations
 
@@ -31,6 +40,43 @@ from phases.apoptosis.lineage import Lineage
 PRESERVING = ("functional", "hybrid")  # strategies that move dying neurons' mean contribution into the bias
 
 
+def line_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) angles in degrees between the rows of a and of b taken as lines: arccos |cos|, 0 to 90."""
+    cos = torch.nn.functional.normalize(a.float(), dim=1) @ torch.nn.functional.normalize(b.float(), dim=1).T
+    return torch.rad2deg(torch.arccos(cos.abs().clamp(max=1.0)))
+
+
+def orthogonal_subset(w: torch.Tensor, pool: torch.Tensor, k: int) -> torch.Tensor:
+    """k of `pool` (neuron indices, fittest first) whose rows of `w` are the most nearly orthogonal: the fittest,
+    then each time the candidate whose mean angle to those chosen is largest (the fitter one on a tie), a greedy
+    ascent of the chosen set's mean pairwise angle."""
+    angles = line_angles(w[pool], w[pool])
+    chosen = [0]
+    while len(chosen) < min(k, len(pool)):
+        total = angles[:, chosen].sum(dim=1)
+        total[chosen] = -1.0
+        chosen.append(int(total.argmax()))
+    return pool[chosen]
+
+
+def orthogonal_partners(w: torch.Tensor, first: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """For each neuron of `first`, the neuron of `pool` (not itself) whose row of `w` makes the largest angle with
+    its own."""
+    angles = line_angles(w[first], w[pool])
+    angles[first[:, None] == pool[None, :]] = -1.0
+    return pool[angles.argmax(dim=1)]
+
+
+def mean_angle(w: torch.Tensor, first: torch.Tensor, second: torch.Tensor | None = None) -> float | None:
+    """Mean angle (degrees) between the pairs (first[i], second[i]), or over all pairs within `first`."""
+    if second is not None:
+        return line_angles(w[first], w[second]).diagonal().mean().item() if len(first) else None
+    if len(first) < 2:
+        return None
+    angles = line_angles(w[first], w[first])
+    return angles[~torch.eye(len(first), dtype=torch.bool)].mean().item()
+
+
 class Turnover:
     def __init__(self, model, optimizer, config, tracker: FitnessTracker, lineage: Lineage, generator):
         self.model, self.optimizer, self.c = model, optimizer, config
@@ -38,7 +84,7 @@ class Turnover:
         self.mlps = model.mlps
         self.initial_width = model.config.mlp_width
         self.max_width = config.growth_limit
-        self.vitality = [1.0] * len(self.mlps)
+        self.vitality = [config.initial_vitality] * len(self.mlps)
         if config.strategy == "layer":
             for layer, mlp in enumerate(self.mlps):  # scale each MLP's residual branch by its layer's vitality
                 mlp.register_forward_hook(lambda m, args, out, layer=layer: out * self.vitality[layer])
@@ -62,15 +108,28 @@ class Turnover:
         ages = self.lineage.ages(layer, step)
         return self.tracker.scores(layer, ages), ages >= self.c.maturity
 
-    def _choose(self, fitness: torch.Tensor, mature: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dying, parents): the k least fit mature neurons, and k of the fittest mature others, shuffled."""
+    @staticmethod
+    def _orthogonal(mlp, ranked: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(parents, pool): of candidates `ranked` fittest first, the k most nearly orthogonal of the 2k fittest
+        (select orthogonal), and those 2k."""
+        pool = ranked[:2 * k]
+        return orthogonal_subset(mlp.c_fc.weight.detach().cpu(), pool, k), pool
+
+    def _choose(self, mlp, fitness: torch.Tensor, mature: torch.Tensor,
+                k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dying, parents, pool): the k least fit mature neurons, k parents among the fit mature others (shuffled),
+        and the candidates they were chosen from."""
         candidates = mature.nonzero().flatten()
         k = min(k, len(candidates) // 2)
         if k == 0:
-            return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+            empty = torch.empty(0, dtype=torch.long)
+            return empty, empty, empty
         order = candidates[fitness[candidates].argsort()]
-        dying, fittest = order[:k], order[-k:]
-        return dying, fittest[torch.randperm(k, generator=self.gen)]
+        if self.c.select == "orthogonal":
+            parents, pool = self._orthogonal(mlp, order[k:].flip(0), k)
+        else:
+            parents = pool = order[-k:]  # the k fittest
+        return order[:k], parents[torch.randperm(k, generator=self.gen)], pool
 
     @staticmethod
     def _in_weights(mlp, idx: torch.Tensor):
@@ -97,7 +156,7 @@ class Turnover:
         c, mlp = self.c, self.mlps[layer]
         fitness, mature = self._fitness(layer, step)
         rate = c.turnover_rate if c.strategy == "hybrid" else c.prune_rate
-        dying, parents = self._choose(fitness, mature, round(rate * mlp.width))
+        dying, parents, pool = self._choose(mlp, fitness, mature, round(rate * mlp.width))
         if len(dying) == 0:
             return None
         dev = mlp.c_fc.weight.device
@@ -107,11 +166,14 @@ class Turnover:
         parent_ids = [[p] for p in self.lineage.ids(layer, parents)]
         w_in, b_in = self._in_weights(mlp, parents_d)
         w_out = mlp.c_proj.weight[:, parents_d].clone()
-        residual, rec = None, {}
+        weights = mlp.c_fc.weight.detach().cpu()
+        residual, rec = None, {"select": c.select, "parent_angle_deg": mean_angle(weights, parents)}
         if c.strategy in PRESERVING:
             residual = surgery.fold_mean_into_bias(mlp, self.tracker.inputs[layer], dying_d)
         if c.strategy == "crossover":
-            second = parents.roll(1)  # each newborn's second parent: another of the fittest
+            # each newborn's second parent: the candidate most nearly orthogonal to the first, or another parent
+            second = (orthogonal_partners(weights, parents, pool) if c.select == "orthogonal" else parents.roll(1))
+            rec["parent_angle_deg"] = mean_angle(weights, parents, second)
             w_in, b_in, w_out = self._cross(mlp, fitness, parents, second, w_in, b_in, w_out)
             parent_ids = [[a, b] for a, b in zip(self.lineage.ids(layer, parents), self.lineage.ids(layer, second))]
             rec["crossover"] = c.crossover
@@ -140,8 +202,11 @@ class Turnover:
                 return torch.where((torch.rand(a.shape, generator=self.gen) < 0.5).to(dev), a, b)
 
             return pick(w_in, w_in2), (pick(b_in, b_in2) if b_in is not None else None), pick(w_out, w_out2)
-        f1, f2 = fitness[first].clamp(min=0), fitness[second].clamp(min=0)
-        a = (f1 / (f1 + f2).clamp(min=1e-12)).to(dev, w_in.dtype)
+        if self.c.crossover == "random":  # a blend weight per newborn, by chance
+            a = torch.rand(len(first), generator=self.gen).to(dev, w_in.dtype)
+        else:  # weighted: by the parents' fitness
+            f1, f2 = fitness[first].clamp(min=0), fitness[second].clamp(min=0)
+            a = (f1 / (f1 + f2).clamp(min=1e-12)).to(dev, w_in.dtype)
         w_in = a[:, None] * w_in + (1 - a[:, None]) * w_in2
         w_out = a[None, :] * w_out + (1 - a[None, :]) * w_out2
         if b_in is not None:
@@ -155,7 +220,9 @@ class Turnover:
             return None
         fitness, mature = self._fitness(layer, step)
         pool = mature.nonzero().flatten() if mature.any() else torch.arange(mlp.width)
-        parents = pool[fitness[pool].argsort(descending=True)[:k]]  # the k fittest, each parent of one newborn
+        ranked = pool[fitness[pool].argsort(descending=True)]  # each parent has one newborn
+        parents = self._orthogonal(mlp, ranked, k)[0] if self.c.select == "orthogonal" else ranked[:k]
+        angle = mean_angle(mlp.c_fc.weight.detach().cpu(), parents)
         parent_ids = [[p] for p in self.lineage.ids(layer, parents)]
         dev = mlp.c_fc.weight.device
         w_in, b_in = self._in_weights(mlp, parents.to(dev))
@@ -165,9 +232,26 @@ class Turnover:
         self.tracker.grow(layer, len(parents))
         born = self.lineage.append(layer, parent_ids, step)
         return {"layer": layer, "n_killed": 0, "n_born": len(born), "fitness_threshold": None,
-                "width_before": width_before, "width": mlp.width, "killed": [], "born": born, "parents": parent_ids}
+                "width_before": width_before, "width": mlp.width, "killed": [], "born": born, "parents": parent_ids,
+                "select": self.c.select, "parent_angle_deg": angle}
+
+    def _fresh_mlp(self, layer: int) -> None:
+        """Layer `layer`'s MLP gets fresh weights (the model's initialisation) and zero Adam moments."""
+        mlp = self.mlps[layer]
+        w = mlp.width
+        dev = mlp.c_fc.weight.device
+        w_in = torch.randn(mlp.c_fc.weight.shape, generator=self.gen).to(dev) * 0.02
+        w_out = torch.randn(mlp.c_proj.weight.shape, generator=self.gen).to(dev) * self.model.residual_init_std
+        b_in = torch.zeros(w, device=dev) if mlp.c_fc.bias is not None else None
+        surgery.write_neurons(mlp, self.optimizer, torch.arange(w, device=dev), w_in, b_in, w_out)
+        if mlp.c_proj.bias is not None:
+            mlp.c_proj.bias.zero_()
+            surgery.reset_moments(self.optimizer, mlp.c_proj.bias, torch.arange(len(mlp.c_proj.bias), device=dev), 0)
+        self.tracker.reset(layer, torch.arange(w))
 
     def _layer_event(self, step: int) -> list[dict]:
+        if self.c.layer_schedule == "depth":
+            return self._depth_event(step)
         t0 = time.perf_counter()
         fits = [self._fitness(layer, step) for layer in range(len(self.mlps))]
         layer_fit = torch.stack([f.mean() for f, _ in fits])
@@ -177,22 +261,32 @@ class Turnover:
         if not any(mature):
             return []
         layer = min((i for i in range(len(self.mlps)) if mature[i]), key=lambda i: layer_fit[i].item())
-        mlp = self.mlps[layer]
-        w = mlp.width
-        dev = mlp.c_fc.weight.device
-        index = torch.arange(w, device=dev)
-        w_in = torch.randn(mlp.c_fc.weight.shape, generator=self.gen).to(dev) * 0.02
-        w_out = torch.randn(mlp.c_proj.weight.shape, generator=self.gen).to(dev) * self.model.residual_init_std
-        b_in = torch.zeros(w, device=dev) if mlp.c_fc.bias is not None else None
+        w = self.mlps[layer].width
         killed = self.lineage.ids(layer, range(w))
-        surgery.write_neurons(mlp, self.optimizer, index, w_in, b_in, w_out)
-        if mlp.c_proj.bias is not None:
-            mlp.c_proj.bias.zero_()
-            surgery.reset_moments(self.optimizer, mlp.c_proj.bias, torch.arange(len(mlp.c_proj.bias), device=dev), 0)
-        self.tracker.reset(layer, torch.arange(w))
+        self._fresh_mlp(layer)
         born = self.lineage.replace(layer, range(w), [[] for _ in range(w)], step)
         vitality = list(self.vitality)
-        self.vitality[layer] = 1.0
+        self.vitality[layer] = self.c.initial_vitality
         return [{"layer": layer, "n_killed": w, "n_born": w, "fitness_threshold": layer_fit[layer].item(),
                  "width": w, "killed": killed, "born": born, "parents": [], "vitality": vitality,
                  "time_ms": 1000 * (time.perf_counter() - t0)}]
+
+    def _depth_event(self, step: int) -> list[dict]:
+        """Deep layers decay, the deepest dies, the others move one block deeper, a newborn fills block 0."""
+        t0 = time.perf_counter()
+        deepest = len(self.mlps) - 1
+        if not bool(self._fitness(deepest, step)[1].all()):  # the deepest MLP is not mature yet
+            return []
+        n = len(self.mlps)
+        vitality = list(self.vitality)
+        decayed = [v * (1 - layer / n) for layer, v in enumerate(vitality)]
+        for layer in range(deepest, 0, -1):
+            surgery.copy_mlp(self.mlps[layer - 1], self.mlps[layer], self.optimizer)
+        self.tracker.ema = [torch.zeros_like(self.tracker.ema[0])] + self.tracker.ema[:-1]
+        self._fresh_mlp(0)
+        killed, born = self.lineage.move_deeper(step)
+        self.vitality = [self.c.initial_vitality] + decayed[:-1]
+        w = self.mlps[0].width
+        return [{"layer": deepest, "born_layer": 0, "n_killed": w, "n_born": w, "fitness_threshold": None,
+                 "width": w, "killed": killed, "born": born, "parents": [], "vitality": vitality,
+                 "vitality_after": list(self.vitality), "time_ms": 1000 * (time.perf_counter() - t0)}]

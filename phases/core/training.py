@@ -43,6 +43,28 @@ def build_optimizer(named_params, name: str, lr: float, weight_decay: float = 0.
     raise InputError(f"--optimizer {name!r}: unknown optimizer", "use sgd or adamw")
 
 
+def replace_param(optimizer, old, new, dim: int) -> None:
+    """Put `new` (`old` grown along `dim`) in old's place in the optimizer, its state grown with zeros, so that the
+    optimizer keeps stepping a tensor that gained rows or columns (apoptosis's grown MLPs, train-moe's experts)."""
+    import torch
+
+    for group in optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            if p is old:
+                group["params"][i] = new
+    state = optimizer.state.pop(old, None)
+    if state is None:
+        return
+    grown = {}
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.shape == old.shape:
+            pad_shape = list(value.shape)
+            pad_shape[dim] = new.shape[dim] - old.shape[dim]
+            value = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
+        grown[key] = value
+    optimizer.state[new] = grown
+
+
 @dataclass(frozen=True)
 class Schedule:
     """nanoGPT's schedule: linear warmup to `lr` over `warmup` steps, cosine decay to `min_lr` at `decay_steps`,

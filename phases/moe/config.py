@@ -26,8 +26,9 @@ class TrainMoEConfig(TrainingRunOptions):
     # data
     dataset: str = choice("digits", DATASETS)
     tasks: str | None = None  # comma-separated datasets trained together (multi-task); overrides --dataset
-    # held out from the training split for validation (selection), fixed by the seed
-    val_fraction: float = in_range(0.1, 0, 0.5, lo_open=True)
+    # held out from the training split for validation (selection), fixed by the seed; 0: none (the last epoch is
+    # reported)
+    val_fraction: float = in_range(0.1, 0, 0.5)
     # at most this many training items per task (stratified subset; quick runs)
     train_limit: int | None = at_least(1, None)
     # model
@@ -50,6 +51,12 @@ class TrainMoEConfig(TrainingRunOptions):
     phase1_epochs: int | None = None  # two-phase: epochs of expert training (default: half the epochs)
     balance_coef: float = at_least(0, 0.01)
     z_coef: float = at_least(0, 0.001)
+    # the lab's self-modification experiments (Phase 7b)
+    # weight of the mean router entropy in the loss: positive sharpens the routing, negative spreads it
+    router_entropy_weight: float = in_range(0.0, -10, 10)
+    # share of each batch's training targets replaced by the router's own top expert (mod classes)
+    synthetic_labels: float = in_range(0.0, 0, 1)
+    grow_experts: str | None = None  # START:END:EVERY: START experts, one more every EVERY epochs up to END
     # training
     optimizer: str = choice("adamw", OPTIMIZERS)
     lr: float | None = positive(None)  # default: 4e-3 for adamw, 0.05 for sgd
@@ -73,6 +80,8 @@ class TrainMoEConfig(TrainingRunOptions):
         """The largest allocations of the MoE head, from the options (checked against memory before any is made;
         the backbones are small)."""
         e, d, h, k = self.experts, self.d_model, self.expert_hidden, self.top_k
+        if self.grow_experts:  # at its largest (an unparsable schedule is refused before this is asked)
+            e = max(e, int(self.grow_experts.split(":")[1]))
         router = d * e if self.router == "linear" else d * self.router_hidden + self.router_hidden * e
         return {
             f"--experts {e} x --d-model {d} x --expert-hidden {h} (the experts' weights)": e * (2 * d * h + d + h)

@@ -21,8 +21,17 @@ PHASE = "train-moe"
 
 
 def model_config(c: TrainMoEConfig, plan: Plan) -> MoEModelConfig:
-    return MoEModelConfig(c.experts, c.top_k, c.d_model, c.expert_hidden, c.router, c.router_hidden, c.width,
+    return MoEModelConfig(plan.experts, c.top_k, c.d_model, c.expert_hidden, c.router, c.router_hidden, c.width,
                           c.dropout, c.capacity_factor, plan.masks, c.assignment)
+
+
+def selection_note(c: TrainMoEConfig, plan: Plan) -> str:
+    """How the reported epoch was chosen, in words (metrics.json's `selection`)."""
+    if c.val_fraction == 0:
+        return "no validation split (--val-fraction 0): the last epoch is reported"
+    if plan.select == "last":
+        return "--select last: the last epoch is reported"
+    return "the epoch of the best validation accuracy (--select best-val)"
 
 
 def run(config: TrainMoEConfig) -> dict:
@@ -50,16 +59,21 @@ def run(config: TrainMoEConfig) -> dict:
             run_.path(Run.PREDICTIONS).unlink(missing_ok=True)
         result = train(model, tasks, config, plan, device, run_, checkpoint)
         metrics = build_metrics(tasks, result.val, result.test)
-        metrics.update(strategy=config.strategy, experts=config.experts, top_k=config.top_k, router=config.router,
+        metrics.update(strategy=config.strategy, experts=result.experts, top_k=config.top_k, router=config.router,
                        tasks_trained=plan.tasks, epochs=result.epochs, steps=result.steps,
                        train_seconds=result.train_seconds, train_loss=result.train_loss,
                        best_val_acc=result.best_val_acc, best_val_epoch=result.best_val_epoch,
-                       select=config.select, selected_epoch=result.selected_epoch,
+                       select=plan.select, selected_epoch=result.selected_epoch,
+                       selection=selection_note(config, plan), router_entropy_weight=config.router_entropy_weight,
+                       train_entropy_share=result.entropy_share, synthetic_labels=config.synthetic_labels,
                        params=sum(p.numel() for p in model.parameters()),
                        # weights, named in the run's checkpoint folder (manifest: checkpoint_dir)
                        checkpoint=CHECKPOINT, best_checkpoint=BEST)
+        if plan.growth:
+            metrics.update(experts_start=plan.growth.start, experts_final=result.experts_final,
+                           growth_events=result.growth)
         write_predictions(run_, tasks, result.test)
         out = run_.write_metrics(metrics, primary="test_acc")
-    render_summary(out, tasks, f"train-moe: {'+'.join(plan.tasks)} ({config.strategy}, {config.experts} experts, "
+    render_summary(out, tasks, f"train-moe: {'+'.join(plan.tasks)} ({config.strategy}, {result.experts} experts, "
                                f"top-{config.top_k}, {config.router} router)")
     return out

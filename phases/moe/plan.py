@@ -10,6 +10,52 @@ from phases.core.options import check_memory, check_options, not_one_of
 from phases.moe.config import DATASETS, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_WEIGHT_DECAY, TrainMoEConfig
 
 
+@dataclass(frozen=True)
+class Growth:
+    """--grow-experts START:END:EVERY: the model starts with START experts and gains one at the end of every
+    EVERY-th epoch until it has END."""
+
+    start: int
+    end: int
+    every: int
+
+    def due(self, epoch: int, experts: int) -> bool:
+        """Whether an expert is added after (1-based) `epoch`, the model having `experts`."""
+        return epoch % self.every == 0 and experts < self.end
+
+    @property
+    def last_epoch(self) -> int:
+        """The epoch after which the last expert is added."""
+        return (self.end - self.start) * self.every
+
+
+_GROW_HINT = "write START:END:EVERY, e.g. --grow-experts 4:12:2 (4 experts, one more every 2 epochs up to 12)"
+
+
+def parse_growth(c: TrainMoEConfig, epochs: int) -> Growth | None:
+    if c.grow_experts is None:
+        return None
+    try:
+        start, end, every = (int(p) for p in c.grow_experts.split(":"))
+    except ValueError:
+        raise InputError(f"--grow-experts {c.grow_experts!r} is not three whole numbers", _GROW_HINT) from None
+    if not 1 <= start < end or every < 1:
+        raise InputError(f"--grow-experts {c.grow_experts}: needs 1 <= START < END and EVERY >= 1", _GROW_HINT)
+    if c.top_k > start:
+        raise InputError(f"--grow-experts {c.grow_experts}: START ({start}) is below --top-k ({c.top_k})",
+                         "start with at least --top-k experts, or lower --top-k")
+    growth = Growth(start, end, every)
+    if growth.last_epoch >= epochs:
+        raise InputError(f"--grow-experts {c.grow_experts}: the last expert would be added after epoch "
+                         f"{growth.last_epoch}, but the run has {epochs} epoch(s)",
+                         f"use --epochs {growth.last_epoch + 1} or more, or a smaller END or EVERY")
+    if c.strategy != "joint" or c.task_masks or c.mask_layout is not None:
+        raise InputError("--grow-experts: grows the joint strategy's experts only (a class -> expert assignment or "
+                         "task masks are fixed at the start)", "use --strategy joint without --task-masks/"
+                         "--mask-layout, or leave --grow-experts out")
+    return growth
+
+
 @dataclass
 class Plan:
     """The resolved options: what the run will actually do."""
@@ -20,6 +66,14 @@ class Plan:
     weight_decay: float
     phase1_epochs: int | None  # two-phase only
     masks: list[list[int]] | None  # per task, its experts (task masks only)
+    growth: Growth | None = None  # --grow-experts
+    select: str = "best-val"  # --select, or "last" where there is no validation split (--val-fraction 0)
+    configured_experts: int = 12  # --experts
+
+    @property
+    def experts(self) -> int:
+        """Experts the model starts with: --experts, or START of --grow-experts."""
+        return self.growth.start if self.growth else self.configured_experts
 
     @property
     def multi_task(self) -> bool:
@@ -86,7 +140,7 @@ def task_masks(c: TrainMoEConfig, tasks: list[str]) -> list[list[int]]:
 def resolve(c: TrainMoEConfig) -> Plan:
     check_options(c)  # each option's own range or choice (declared in the config); below, options together
     tasks, _ = parse_tasks(c)
-    if c.top_k > c.experts:
+    if c.top_k > c.experts and c.grow_experts is None:
         raise InputError(f"--top-k {c.top_k}: must be at most --experts ({c.experts})",
                          "choose a top-k no larger than the number of experts")
     if c.strategy == "joint" and c.assignment != "auto":
@@ -107,7 +161,9 @@ def resolve(c: TrainMoEConfig) -> Plan:
                              "two-phase needs --phase1-epochs between 1 and --epochs - 1 (and --epochs >= 2)")
     elif c.phase1_epochs is not None:
         raise InputError("--phase1-epochs: only the two-phase strategy has phases", "use --strategy two-phase")
+    growth = parse_growth(c, epochs)
     masks = task_masks(c, tasks) if (c.task_masks or c.mask_layout is not None) else None
     check_memory(c)
     return Plan(tasks, epochs, c.lr or DEFAULT_LR[c.optimizer],
-                c.weight_decay if c.weight_decay is not None else DEFAULT_WEIGHT_DECAY[c.optimizer], phase1, masks)
+                c.weight_decay if c.weight_decay is not None else DEFAULT_WEIGHT_DECAY[c.optimizer], phase1, masks,
+                growth, "last" if c.val_fraction == 0 else c.select, c.experts)

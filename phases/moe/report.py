@@ -21,13 +21,20 @@ def _cv(share: torch.Tensor) -> float | None:
 
 
 def train_record(step: int, epoch: int, stage: str | None, sums: dict, n_batches: int, lr: float) -> dict:
-    """The epoch's training numbers: mean losses over its batches, accuracy, utilisation of the experts."""
+    """The epoch's training numbers: mean losses over its batches (and the router entropy's), the entropy term's
+    share of the loss (its magnitude over the sum of every term's magnitude), the share of targets replaced by
+    synthetic labels and how many of those equalled the label anyway, accuracy, utilisation of the experts."""
     counts = sums["expert_counts"].double().cpu()
     share = counts / counts.sum()
     rec = {"step": step, "epoch": epoch, "split": "train", **({"stage": stage} if stage else {})}
-    for k in ("loss", "task_loss", "balance_loss", "z_loss", "route_loss"):
+    for k in ("loss", "task_loss", "balance_loss", "z_loss", "route_loss", "router_entropy", "entropy_term"):
         if k in sums:
             rec[k] = float(sums[k]) / n_batches
+    if "entropy_term" in sums:
+        rec["entropy_share"] = abs(float(sums["entropy_term"])) / float(sums["abs_loss"])
+    if "synthetic_n" in sums:
+        rec["synthetic_frac"] = float(sums["synthetic_n"]) / sums["n"]
+        rec["synthetic_agree"] = float(sums["synthetic_agree"]) / max(1, sums["synthetic_n"])
     rec.update(acc=float(sums["correct"]) / sums["n"], lr=lr, load_cv=_cv(share), utilisation=share.tolist())
     return rec
 
@@ -40,13 +47,14 @@ def eval_record(step: int, epoch: int, split: str, stage: str | None, task: str 
     return rec
 
 
-def task_metrics(task: TaskData, val: EvalResult, test: EvalResult) -> dict:
+def task_metrics(task: TaskData, val: EvalResult | None, test: EvalResult) -> dict:
+    """One task's metrics; without a validation split (None) its val_* are null."""
     low, high = wilson_interval(test.correct, test.n)
     m = {"test_acc": test.acc, "test_n": test.n, "test_correct": test.correct, "test_acc_ci_low": low,
          "test_acc_ci_high": high, "test_loss": test.loss, "test_split": task.test_split,
-         "val_acc": val.acc, "val_n": val.n, "val_loss": val.loss}
+         "val_acc": val.acc if val else None, "val_n": val.n if val else 0, "val_loss": val.loss if val else None}
     for prefix, res in (("test", test), ("val", val)):
-        m.update({f"{prefix}_{k}": v for k, v in res.diagnostics.items()})
+        m.update({f"{prefix}_{k}": res.diagnostics[k] if res else None for k in test.diagnostics})
     return m
 
 
@@ -55,11 +63,11 @@ def _mean(values: list) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def build_metrics(tasks: list[TaskData], val: list[EvalResult], test: list[EvalResult]) -> dict:
+def build_metrics(tasks: list[TaskData], val: list[EvalResult] | None, test: list[EvalResult]) -> dict:
     """Single task: that task's metrics, flat. Several tasks: the mean over tasks of each scalar metric (each task
     weighs the same), totals of the counts, the utilisation pooled over all test items, `test_acc_<task>` and
     `val_acc_<task>`, and every task's full metrics under `tasks`."""
-    per_task = {t.name: task_metrics(t, v, r) for t, v, r in zip(tasks, val, test)}
+    per_task = {t.name: task_metrics(t, v, r) for t, v, r in zip(tasks, val or [None] * len(tasks), test)}
     if len(tasks) == 1:
         return dict(next(iter(per_task.values())))
     out: dict = {}

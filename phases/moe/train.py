@@ -1,6 +1,8 @@
 """The train-moe loop: routing strategies as stages, validation and history every epoch, a checkpoint every epoch
 (and the best epoch's weights by validation accuracy), and exact resume from it. The test split is evaluated
-once, at the end, on the epoch chosen on validation (`--select best-val`) or the last one (`--select last`).
+once, at the end, on the epoch chosen on validation (`--select best-val`) or the last one (`--select last`, or no
+validation split). With `--grow-experts` an expert is added after the scheduled epochs (`grow`), before that
+epoch's checkpoint, which therefore holds the grown shapes and optimizer state.
 
 An epoch is ceil(largest task's training items / batch size) steps; every step takes one batch of every task (a
 fresh shuffle of each task's training items, cycled, so smaller tasks are seen several times per epoch) and
@@ -28,6 +30,7 @@ from phases.moe.plan import Plan
 from phases.moe.report import eval_record, train_record
 
 CHECKPOINT, BEST = "last.pt", "best.pt"  # the latest epoch (for resume); the best epoch by validation
+GROW_NOISE = 0.1  # a grown expert: its source's tensors + Gaussian noise of this x each tensor's std
 FROZEN_WITH_EXPERTS = ("moe.w1", "moe.b1", "moe.w2", "moe.b2", "heads.")
 
 
@@ -46,6 +49,13 @@ class Stage:
 
 
 def stage_for(c: TrainMoEConfig, plan: Plan, epoch: int) -> Stage:
+    """The epoch's stage; the self-modification terms (router entropy, synthetic labels) apply in every stage."""
+    stage = _stage(c, plan, epoch)
+    return replace(stage, weights=replace(stage.weights, entropy=c.router_entropy_weight,
+                                          synthetic=c.synthetic_labels))
+
+
+def _stage(c: TrainMoEConfig, plan: Plan, epoch: int) -> Stage:
     w = LossWeights(c.balance_coef, c.z_coef, 0.0, c.label_smoothing)
     routed = replace(w, route=c.route_weight)
     if c.strategy == "supervised":
@@ -79,14 +89,25 @@ def epoch_batches(n: int, batch_size: int, steps: int) -> torch.Tensor:
 
 
 def evaluate_tasks(model: MoEClassifier, tasks: list[TaskData], split: str, c: TrainMoEConfig,
-                   amp_dtype) -> list[EvalResult]:
+                   amp_dtype) -> list[EvalResult] | None:
+    """Every task's evaluation on `split`; None for a validation split that is not there (--val-fraction 0)."""
+    if not all(len(getattr(t, split)) for t in tasks):
+        return None
     return [evaluate(model, getattr(t, split).x, getattr(t, split).y, i, c.eval_batch_size,
                      with_assignment=c.strategy != "joint", autocast_dtype=amp_dtype) for i, t in enumerate(tasks)]
 
 
+def grow(model: MoEClassifier, opt, counts: torch.Tensor, epoch: int) -> dict:
+    """--grow-experts: add a copy of the busiest expert of the epoch (most training assignments; the first of a
+    tie), with noise, to the MoE layer, its router and the optimizer's state."""
+    source = int(counts.argmax())
+    new = model.moe.add_expert(source, GROW_NOISE, opt)
+    return {"epoch": epoch, "source": source, "source_share": float(counts[source] / counts.sum()), "expert": new}
+
+
 @dataclass
 class TrainResult:
-    val: list[EvalResult]  # of the selected epoch
+    val: list[EvalResult] | None  # of the selected epoch (None: no validation split)
     test: list[EvalResult]  # of the selected epoch: the only evaluation on the test split
     epochs: int
     steps: int
@@ -95,6 +116,10 @@ class TrainResult:
     best_val_acc: float | None
     best_val_epoch: int | None
     selected_epoch: int
+    experts: int  # of the selected epoch's model
+    experts_final: int  # at the end of training
+    growth: list[dict]  # the experts added: after which epoch, copied from which
+    entropy_share: float | None  # the router-entropy term's share of the loss in the last epoch
 
 
 def _train_epoch(model: MoEClassifier, opt, tasks: list[TaskData], c: TrainMoEConfig, plan: Plan, stage: Stage,
@@ -138,14 +163,18 @@ def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: 
           checkpoint: dict | None = None) -> TrainResult:
     """Train from scratch, or from `checkpoint` (a resumed run), validating, logging and checkpointing every
     epoch; then evaluate the selected epoch's weights on validation and, once, on test."""
+    start, step, seconds, train_loss, best = 0, 0, 0.0, None, {"acc": None, "epoch": None}
+    growth, entropy_share = [], None
+    if checkpoint is not None:  # a run whose experts grew: its tensors take the checkpoint's shapes first
+        model.moe.resize(checkpoint["experts"])
     opt = build_optimizer(model.named_parameters(), c.optimizer, plan.lr, plan.weight_decay, c.momentum, c.nesterov)
     steps_per_epoch = math.ceil(max(len(t.train) for t in tasks) / c.batch_size)
     amp_dtype = torch.bfloat16 if supports_bf16(device) else None
-    start, step, seconds, train_loss, best = 0, 0, 0.0, None, {"acc": None, "epoch": None}
     if checkpoint is not None:
         restore_state(checkpoint, model, opt)
         start, step, seconds = checkpoint["epoch"], checkpoint["step"], checkpoint["train_seconds"]
         train_loss, best = checkpoint["train_loss"], checkpoint["best"]
+        growth, entropy_share = checkpoint["growth"], checkpoint["entropy_share"]
     for epoch in range(start, plan.epochs):
         t0 = time.perf_counter()
         stage = stage_for(c, plan, epoch)
@@ -154,23 +183,33 @@ def train(model: MoEClassifier, tasks: list[TaskData], c: TrainMoEConfig, plan: 
         seconds += time.perf_counter() - t0
         val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
         record = train_record(step, epoch + 1, stage.name, sums, steps_per_epoch * len(tasks), lr)
-        train_loss = record["loss"]
+        if plan.growth:
+            record["experts"] = model.moe.n_experts
+        train_loss, entropy_share = record["loss"], record.get("entropy_share")
         run.log(record)
-        for task, res in zip(tasks, val):
+        for task, res in zip(tasks, val or []):
             run.log(eval_record(step, epoch + 1, "val", stage.name, task.name if plan.multi_task else None, res))
-        val_acc = sum(r.acc for r in val) / len(val)
-        if best["acc"] is None or val_acc > best["acc"]:  # the first epoch of the best accuracy wins a tie
+        val_acc = sum(r.acc for r in val) / len(val) if val else None
+        if val and (best["acc"] is None or val_acc > best["acc"]):  # the first epoch of the best accuracy wins a tie
             best = {"acc": val_acc, "epoch": epoch + 1}
-            save_checkpoint(run.checkpoint_dir / BEST, {"model": model.state_dict(), "epoch": epoch + 1})
+            save_checkpoint(run.checkpoint_dir / BEST, {"model": model.state_dict(), "epoch": epoch + 1,
+                                                        "experts": model.moe.n_experts})
+        if plan.growth and plan.growth.due(epoch + 1, model.moe.n_experts):
+            growth.append(grow(model, opt, sums["expert_counts"], epoch + 1))
+            render.say(f"expert {growth[-1]['expert']} added, a copy of expert {growth[-1]['source']}")
         save_state(run.checkpoint_dir / CHECKPOINT, model, opt, step, epoch=epoch + 1, train_seconds=seconds,
-                   train_loss=train_loss, best=best)
-        render.say(f"epoch {epoch + 1}/{plan.epochs}: loss {train_loss:.4f}, val acc {val_acc:.4f}"
-                   + (f" [{stage.name}]" if stage.name else ""))
-    selected = plan.epochs
-    if c.select == "best-val" and best["epoch"] != plan.epochs:
-        model.load_state_dict(load_checkpoint(run.checkpoint_dir / BEST)["model"])
+                   train_loss=train_loss, best=best, experts=model.moe.n_experts, growth=growth,
+                   entropy_share=entropy_share)
+        render.say(f"epoch {epoch + 1}/{plan.epochs}: loss {train_loss:.4f}"
+                   + (f", val acc {val_acc:.4f}" if val else "") + (f" [{stage.name}]" if stage.name else ""))
+    selected, final = plan.epochs, model.moe.n_experts
+    if plan.select == "best-val" and best["epoch"] != plan.epochs:
+        state = load_checkpoint(run.checkpoint_dir / BEST)
+        model.moe.resize(state["experts"])
+        model.load_state_dict(state["model"])
         selected = best["epoch"]
         render.say(f"selected epoch {selected} of {plan.epochs} by validation accuracy ({best['acc']:.4f})")
     val = evaluate_tasks(model, tasks, "val", c, amp_dtype)
     test = evaluate_tasks(model, tasks, "test", c, amp_dtype)
-    return TrainResult(val, test, plan.epochs, step, seconds, train_loss, best["acc"], best["epoch"], selected)
+    return TrainResult(val, test, plan.epochs, step, seconds, train_loss, best["acc"], best["epoch"], selected,
+                       model.moe.n_experts, final, growth, entropy_share)

@@ -117,15 +117,16 @@ def _channel_stats(images: np.ndarray, pixel_max: float) -> tuple[list[float], l
 def prepare_task(name: str, data_dir: Path | str | None = None, val_fraction: float = 0.1, seed: int = 0,
                  train_limit: int | None = None, max_len: int = 64, option: str = "--dataset") -> TaskData:
     """Load dataset `name` from the registry and split it. `val_fraction` of the training data is held out for
-    validation (stratified, fixed by `seed`); `train_limit` keeps a stratified subset of what remains (quick runs).
+    validation (stratified, fixed by `seed`; 0: no validation split); `train_limit` keeps a stratified subset of
+    what remains (quick runs).
     The test split is the dataset's own and is never subsampled."""
     if name not in CLASSIFICATION_DATASETS:  # e.g. ewc --moe-tasks digits,tinyshakespeare
         raise not_one_of(option, name, CLASSIFICATION_DATASETS, "these are the classification datasets")
     folder = locate(name, data_dir, option=option)
     data: ClassificationData = load(name, data_dir, option=option)
     n_train = len(data.train_y)
-    val_idx = np.sort(_stratified_subset(data.train_y, max(data.num_classes, round(val_fraction * n_train)), seed,
-                                         "--val-fraction"))
+    val_idx = (np.sort(_stratified_subset(data.train_y, max(data.num_classes, round(val_fraction * n_train)), seed,
+                                          "--val-fraction")) if val_fraction > 0 else np.zeros(0, dtype=np.int64))
     train_idx = np.setdiff1d(np.arange(n_train), val_idx)
     if train_limit is not None and train_limit < len(train_idx):
         keep = _stratified_subset(data.train_y[train_idx], train_limit, seed, "--train-limit")

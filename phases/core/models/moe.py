@@ -44,6 +44,11 @@ class Router(nn.Module):
         else:
             self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, n_experts))
 
+    @property
+    def out(self) -> nn.Linear:
+        """The layer that gives one logit per expert (grown with the experts)."""
+        return self.net if isinstance(self.net, nn.Linear) else self.net[-1]
+
     def forward(self, x: torch.Tensor, task: int = 0) -> torch.Tensor:
         if self.task_emb is not None:
             x = x + self.task_emb.weight[task]
@@ -115,6 +120,47 @@ class MoELayer(nn.Module):
         if int(allowed.sum(1).min()) < top_k:
             raise ValueError(f"every task needs at least top_k={top_k} allowed experts")
         self.register_buffer("allowed", allowed.clone(), persistent=True)
+
+    # --- a changing number of experts ------------------------------------------------------------------------------
+    def _expert_tensors(self) -> list[tuple[nn.Module, str, int]]:
+        """(module, parameter name, expert dim) of every tensor with one slice per expert."""
+        out = self.router.out
+        return [(self, "w1", 0), (self, "b1", 0), (self, "w2", 0), (self, "b2", 0), (out, "weight", 0),
+                (out, "bias", 0)]
+
+    @torch.no_grad()
+    def add_expert(self, source: int, noise: float, optimizer=None) -> int:
+        """Append an expert copied from expert `source` (its MLP and its router logit's weights) plus Gaussian noise
+        of `noise` x each tensor's std (torch's global generator), usable by the tasks that may use `source`. The
+        optimizer's state grows with the tensors (the new slices start with zero moments). Returns its index."""
+        from phases.core.training import replace_param
+
+        for module, name, dim in self._expert_tensors():
+            old = getattr(module, name)
+            piece = old.select(dim, source).unsqueeze(dim).clone()
+            if noise and old.numel() > 1:
+                piece += torch.randn(piece.shape, device=piece.device, dtype=piece.dtype) * noise * old.std()
+            new = nn.Parameter(torch.cat([old, piece], dim), requires_grad=old.requires_grad)
+            if optimizer is not None:
+                replace_param(optimizer, old, new, dim)
+            setattr(module, name, new)
+        self.router.out.out_features += 1
+        self.allowed = torch.cat([self.allowed, self.allowed[:, source:source + 1]], 1)
+        self.n_experts += 1
+        return self.n_experts - 1
+
+    @torch.no_grad()
+    def resize(self, n: int) -> None:
+        """Give the layer `n` experts' worth of tensors (values to be loaded next: a checkpoint of a run whose
+        experts grew). Call before an optimizer is built on it."""
+        for module, name, dim in self._expert_tensors():
+            old = getattr(module, name)
+            shape = list(old.shape)
+            shape[dim] = n
+            setattr(module, name, nn.Parameter(old.new_zeros(shape), requires_grad=old.requires_grad))
+        self.router.out.out_features = n
+        self.allowed = torch.ones(self.allowed.shape[0], n, dtype=torch.bool, device=self.allowed.device)
+        self.n_experts = n
 
     def capacity(self, n_tokens: int) -> int | None:
         if self.capacity_factor <= 0:

@@ -46,6 +46,17 @@ class LossWeights:
     z: float = 0.001  # router z-loss
     route: float = 0.0  # cross-entropy of the router toward the class -> expert assignment
     label_smoothing: float = 0.0
+    entropy: float = 0.0  # mean router entropy (nats): positive sharpens the routing, negative spreads it
+    synthetic: float = 0.0  # share of each batch's targets replaced by the router's own top expert (mod classes)
+
+
+def synthetic_targets(y: torch.Tensor, probs: torch.Tensor, n_classes: int, fraction: float):
+    """The lab's synthetic label injection (Phase 7b1): round(fraction x batch) items, drawn at random (torch's
+    generator), get the router's argmax expert as their training target, folded into the classes (expert mod
+    classes). Returns (targets, the replaced items' indices, their injected labels)."""
+    chosen = torch.randperm(len(y), device=y.device)[:round(fraction * len(y))]
+    injected = probs.detach().argmax(-1)[chosen] % n_classes
+    return y.index_put((chosen,), injected), chosen, injected
 
 
 def class_assignment(tasks: list[TaskData], allowed: torch.Tensor, scheme: str) -> torch.Tensor:
@@ -105,28 +116,40 @@ def build_model(tasks: list[TaskData], cfg: MoEModelConfig) -> MoEClassifier:
 def training_loss(model: MoEClassifier, x: torch.Tensor, y: torch.Tensor, task: int, weights: LossWeights,
                   route_by_assignment: bool = False, router_learns_task: bool = True) -> tuple[torch.Tensor, dict]:
     """Loss of one batch of task `task`: cross-entropy + balance * Switch loss + z * router z-loss + route *
-    routing cross-entropy toward the assignment. `route_by_assignment` sends each item to its assigned expert
-    (experts trained on their classes); `router_learns_task=False` keeps the task loss out of the router (it learns
-    from its own losses only). Returns (loss, stats): detached per-batch numbers for logging."""
+    routing cross-entropy toward the assignment + entropy * mean router entropy. `route_by_assignment` sends each
+    item to its assigned expert (experts trained on their classes); `router_learns_task=False` keeps the task loss
+    out of the router (it learns from its own losses only); `weights.synthetic` trains a share of the items on the
+    router's own choice instead of their label (`synthetic_targets`). Returns (loss, stats): detached per-batch
+    numbers for logging, among them `abs_loss`, the sum of the terms' magnitudes that `entropy_term` is a share
+    of."""
     target_expert = model.assignment[task][y]
     logits, r = model.classify(model.features(x, task), task, force=target_expert if route_by_assignment else None,
                                detach_gates=not router_learns_task)
-    task_loss = F.cross_entropy(logits.float(), y, label_smoothing=weights.label_smoothing)
+    stats: dict = {}
+    target = y
+    if weights.synthetic:
+        target, chosen, injected = synthetic_targets(y, r.probs, logits.shape[-1], weights.synthetic)
+        stats.update(synthetic_n=len(chosen), synthetic_agree=(injected == y[chosen]).sum())
+    task_loss = F.cross_entropy(logits.float(), target, label_smoothing=weights.label_smoothing)
     bal = balance_loss(r.probs, r.experts, r.n_allowed)
     zl = z_loss(r.logits)
-    stats = {"task_loss": task_loss.detach(), "balance_loss": bal.detach(), "z_loss": zl.detach(),
-             "correct": (logits.argmax(-1) == y).sum(), "n": y.numel(),
-             "expert_counts": torch.bincount(r.experts.reshape(-1), minlength=model.cfg.experts)}
-    terms = [(weights.balance, bal), (weights.z, zl)]
+    entropy = torch.special.entr(r.probs).sum(-1).mean()  # 0 log 0 = 0 for the experts a task may not use
+    stats.update({"task_loss": task_loss.detach(), "balance_loss": bal.detach(), "z_loss": zl.detach(),
+                  "router_entropy": entropy.detach(), "correct": (logits.argmax(-1) == y).sum(), "n": y.numel(),
+                  "expert_counts": torch.bincount(r.experts.reshape(-1), minlength=model.moe.n_experts)})
+    terms = [(weights.balance, bal), (weights.z, zl), (weights.entropy, entropy)]
     if weights.route:
         route = F.cross_entropy(r.logits, target_expert)
         terms.append((weights.route, route))
         stats["route_loss"] = route.detach()
-    loss = task_loss
+    loss, magnitude = task_loss, task_loss.detach()
     for weight, term in terms:
         if weight:  # a zero weight leaves the term out of the graph (no zero gradients for weight decay to act on)
             loss = loss + weight * term
-    stats["loss"] = loss.detach()
+            magnitude = magnitude + (weight * term.detach()).abs()
+    if weights.entropy:
+        stats["entropy_term"] = weights.entropy * entropy.detach()
+    stats.update(loss=loss.detach(), abs_loss=magnitude)
     return loss, stats
 
 
@@ -185,7 +208,7 @@ def evaluate(model: MoEClassifier, x: torch.Tensor, y: torch.Tensor, task: int, 
     was_training = model.training
     model.eval()
     allowed = model.moe.allowed[task]
-    n_experts = model.cfg.experts
+    n_experts = model.moe.n_experts
     amp = (torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext())
     parts: dict[str, list] = {k: [] for k in ("probs", "experts", "gates", "kept", "expert_preds")}
     loss_sum, entropy_sum = 0.0, 0.0
