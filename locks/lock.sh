@@ -22,7 +22,8 @@ echo "torch==$TORCH+cpu" > "$tmp/torch-cpu.txt"
 common=(--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --quiet
         --find-links "$TORCH_FIND_LINKS" --constraint "$tmp/torch-cpu.txt"
         --custom-compile-command "make lock")
-"$UV" pip compile ../pyproject.toml --extra test --extra distributed --extra llamacpp "${common[@]}" \
+"$UV" pip compile ../pyproject.toml --extra test --extra distributed --extra llamacpp \
+  --extra tensorboard --extra mlflow --extra wandb --extra report "${common[@]}" \
   --no-emit-package torch --no-emit-package llama-cpp-python -o "$tmp/test.txt"
 keep test.txt
 # The default install, constrained by the test lock so that every package it shares with it has the same pin.

@@ -36,6 +36,15 @@ Expect = Annotated[Optional[list[str]], typer.Option(
                      "missed or inconclusive (its 95% interval straddles the threshold); any not met: exit 3.",
     show_default=False)]
 
+Tracker = Annotated[Optional[list[str]], typer.Option(
+    "--tracker", help="Also stream the history, config and final metrics to an experiment tracker as the run goes: "
+                      "tensorboard (event files in the run's tb/), mlflow (--tracker-uri) or wandb (offline unless "
+                      "logged in); repeatable. Default: $NLAB_TRACKER (a comma list). Each needs its extra, e.g. "
+                      "pip install 'nlab[mlflow]'.", show_default=False)]
+TrackerUri = Annotated[Optional[str], typer.Option(
+    "--tracker-uri", help="MLflow tracking URI (default: sqlite:///logs/mlflow.db under NLAB_HOME).",
+    show_default=False)]
+
 
 def opt(help: str, panel: str | None = None, *names: str, **kw) -> typer.Option:
     """A command option with its help text and its panel in `--help` (and its flag names where they differ)."""

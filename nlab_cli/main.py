@@ -16,7 +16,7 @@ app = typer.Typer(
     help="nlab: a command-line research lab for neural-network experiments. Human output goes to stderr; "
          "--json puts the final metrics on stdout for pipelines. Exit codes: 0 ok, 1 run failed, 2 bad input.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -145,3 +145,22 @@ def nlab():
                               env=full_env, cwd=cwd)
 
     return run
+
+
+def kill_after_first_checkpoint(home: Path, *options: str, name: str = "killed") -> Path:
+    """A quick train-moe run (`--train-limit 200`, `options` on top) started in a subprocess and killed with kill -9
+    once its first epoch checkpoint is on disk: its run folder, left `running` with its lock released."""
+    import time
+
+    proc = subprocess.Popen([nlab_executable(), "train-moe", "--train-limit", "200", *options, "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NLAB_HOME": str(home)})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and \
+            not list((home / "checkpoints" / "train-moe").glob(f"*-{name}/last.pt")):
+        time.sleep(0.01)
+    proc.kill()
+    _, err = proc.communicate()
+    assert proc.returncode == -9, err
+    [run_dir] = list((home / "logs" / "train-moe").glob(f"*-{name}"))
+    return run_dir

@@ -45,3 +45,19 @@ def test_default_install_has_no_cuda_packages():
     import torch
 
     assert torch.__version__.startswith("2.13.0") and not torch.version.cuda
+
+
+def test_shell_completion():
+    """`nlab --show-completion SHELL` prints the script `--install-completion` installs; the installed `nlab`
+    answers the shell's completion requests (bash's protocol here) with subcommands and options."""
+    import os
+
+    from conftest import nlab_executable
+
+    script = subprocess.run([nlab_executable(), "--show-completion", "bash"], capture_output=True, text=True)
+    assert script.returncode == 0 and "_NLAB_COMPLETE=complete_bash" in script.stdout
+    for words, cword, expected in (("nlab runs rep", "2", "report"), ("nlab train-moe --track", "2", "--tracker")):
+        r = subprocess.run([nlab_executable()], capture_output=True, text=True,
+                           env={**os.environ, "_NLAB_COMPLETE": "complete_bash", "COMP_WORDS": words,
+                                "COMP_CWORD": cword})
+        assert expected in r.stdout.split(), (words, r.stdout, r.stderr)

@@ -8,14 +8,12 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import nlab_executable
+from conftest import kill_after_first_checkpoint
 from phases.core.compare import paired_correctness, paired_losses
 from phases.core.jsonio import read_jsonl
 from phases.core.stats import paired_bootstrap_diff
@@ -31,16 +29,7 @@ def _invoke(*args: str):
 
 
 def _kill_after_first_checkpoint(home: Path) -> None:
-    proc = subprocess.Popen([nlab_executable(), *QUICK[:1], "--epochs", "30", "--train-limit", "200", "--name",
-                             "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "NLAB_HOME": str(home)})
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and \
-            not list((home / "checkpoints" / "train-moe").glob("*-killed/last.pt")):
-        time.sleep(0.01)
-    proc.kill()
-    _, err = proc.communicate()
-    assert proc.returncode == -9, err
+    kill_after_first_checkpoint(home, "--epochs", "30")
 
 
 @pytest.fixture(scope="module")

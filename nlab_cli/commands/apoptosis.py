@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.apoptosis.config import (CROSSOVERS, DATASETS, FITNESSES, LAYER_SCHEDULES, SELECTS, STRATEGIES,
@@ -85,6 +86,8 @@ def apoptosis(
         show_default=False)] = None,
     json_out: Json = False,
     expect: Expect = None,
+    tracker: Tracker = None,
+    tracker_uri: TrackerUri = None,
 ) -> None:
     """Train a char-level GPT (nanoGPT's CPU recipe) while its MLP neurons die and are reborn every --interval
     steps; record every event and its loss spike, neuron ages and lineage, and the held-out loss."""

@@ -9,6 +9,7 @@ import typer
 
 from nlab_cli.common import (DataDir, Expect, Device, Json, Name, Out, Seed, bad_usage, execute, expand_stdin_runs,
                              given_options)
+from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.gsm8k.config import (BACKENDS, DTYPES, EXPORT_FILTERS, PRESETS, ROUTES, SPLITS, CompareConfig,
@@ -91,6 +92,8 @@ def eval_gsm8k(
     name: Name = None,
     json_out: Json = False,
     expect: Expect = None,
+    tracker: Tracker = None,
+    tracker_uri: TrackerUri = None,
 ) -> None:
     """Evaluate a causal LM on GSM8K: batched, resumable, strict and flexible extraction, maj@k, perplexity."""
     given = given_options(ctx)

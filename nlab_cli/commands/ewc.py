@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.ewc.config import EWC_MODES, FISHERS, HEADS, MODELS, SCENARIOS, EwcConfig
@@ -81,6 +82,8 @@ def ewc(
              "differ.", show_default=False)] = None,
     json_out: Json = False,
     expect: Expect = None,
+    tracker: Tracker = None,
+    tracker_uri: TrackerUri = None,
 ) -> None:
     """Learn tasks one after another and measure forgetting: naive fine-tuning, EWC, an L2 control, replay, a
     mixed curriculum and a gated modification layer, compared on identical data and seed in one table."""

@@ -3,18 +3,22 @@ phases/notebook/."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from nlab_cli.common import Json, execute
-from phases.notebook.config import GcConfig, ListConfig, PairConfig, ShowConfig
+from nlab_cli.common import Json, TrackerUri, execute, expand_stdin_runs
+from phases.notebook.config import ExportConfig, GcConfig, ListConfig, PairConfig, ReportConfig, ShowConfig
 
 app = typer.Typer(
     name="runs", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="The run folders as a lab notebook: list (filter, total compute), show, diff, compare (the paired test "
-         "for the phase) and gc. Reads logs/ under NLAB_HOME, or the folders given; writes nothing but gc --yes.")
+         "for the phase), report (Markdown/HTML), export (to MLflow or TensorBoard) and gc. Reads logs/ under "
+         "NLAB_HOME, or the folders given; writes nothing but report's file, export's target and gc --yes.")
+Runs = Annotated[list[str], typer.Argument(help="Run folders or run ids under logs/ ('-' reads run_dir from --json "
+                                                "on stdin).", show_default=False)]
 
 Dirs = Annotated[Optional[list[str]], typer.Argument(
     help="Folders searched recursively for run folders (default: logs/ under NLAB_HOME).", show_default=False)]
@@ -99,3 +103,44 @@ def gc(
     from phases.notebook import gc as collect
 
     execute(collect.gc, GcConfig(dirs=dirs or [], yes=yes), json_out=json_out)
+
+
+@app.command("report")
+def report(
+    runs: Runs,
+    out: Annotated[Path, typer.Option("--out", help="The Markdown report; the runs' plots are copied into "
+                                                    "<name>_files/ beside it.")] = Path("report.md"),
+    all_options: Annotated[bool, typer.Option("--all-options", help="Every option of each run, not only those "
+                                                                    "that differ from the phase's defaults.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Also write <name>.html (needs pip install "
+                                                      "'nlab[report]').")] = False,
+    title: Annotated[Optional[str], typer.Option(help="The report's title.", show_default=False)] = None,
+    json_out: Json = False,
+) -> None:
+    """A Markdown lab report: each run's config, headline metrics with 95% intervals and n, analyze-history's
+    findings, its plots, and the paired comparison of every two runs of one phase."""
+    from phases.notebook import report as reporting
+
+    config = ReportConfig(runs=expand_stdin_runs(runs), out=str(out), all_options=all_options, html=html,
+                          title=title)
+    execute(reporting.report, config, json_out=json_out)
+
+
+@app.command("export")
+def export(
+    runs: Runs,
+    to: Annotated[str, typer.Option("--to", help="mlflow (the store of --tracker-uri) or tensorboard (event files "
+                                                 "under --logdir).")] = "mlflow",
+    tracker_uri: TrackerUri = None,
+    logdir: Annotated[Optional[Path], typer.Option(
+        "--logdir", help="TensorBoard: the folder of one run's event files (default: "
+                         "logs/tensorboard/<phase>/<run_id>).", show_default=False)] = None,
+    json_out: Json = False,
+) -> None:
+    """Send finished runs to MLflow or TensorBoard after the fact: config, every history point, final metrics
+    (a run already there is skipped)."""
+    from phases.notebook import export as exporting
+
+    config = ExportConfig(runs=expand_stdin_runs(runs), to=to, tracker_uri=tracker_uri,
+                          logdir=str(logdir) if logdir else None)
+    execute(exporting.export, config, json_out=json_out)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import DataDir, Deterministic, Device, Expect, Json, Name, Out, Seed, execute
+from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.gsm8k.config import DTYPES, PRESETS
@@ -80,6 +81,8 @@ def train_lora(
     name: Name = None,
     json_out: Json = False,
     expect: Expect = None,
+    tracker: Tracker = None,
+    tracker_uri: TrackerUri = None,
 ) -> None:
     """LoRA fine-tuning of a causal LM on question/answer data, evaluated every --eval-every steps on held-out
     training problems; the adapter chosen on validation is the one tested."""

@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, Out, Seed, execute
+from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
 from phases.moe.config import ASSIGNMENTS, DATASETS, OPTIMIZERS, ROUTERS, SELECTS, STRATEGIES, TrainMoEConfig
@@ -93,6 +94,8 @@ def train_moe(
     name: Name = None,
     json_out: Json = False,
     expect: Expect = None,
+    tracker: Tracker = None,
+    tracker_uri: TrackerUri = None,
 ) -> None:
     """Train a classifier whose head is a mixture of experts, and report accuracy with routing diagnostics."""
     from phases import moe

@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from phases.core.errors import InputError
 
@@ -130,16 +130,19 @@ def _cut_partial_tail(path: Path) -> None:
 class JsonlWriter:
     """Append-only JSONL: one record per line, flushed after every record."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, on_write: Callable[[dict], None] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             _cut_partial_tail(self.path)
         self._f = open(self.path, "a", encoding="utf-8")
+        self._on_write = on_write  # told of each record once it is on disk (a run's trackers)
 
     def write(self, record: dict) -> None:
         self._f.write(dumps(record) + "\n")
         self._f.flush()
+        if self._on_write is not None:
+            self._on_write(record)
 
     def write_many(self, records: Iterable[dict]) -> None:
         for r in records:

@@ -142,6 +142,10 @@ def check_run_options(config: Any) -> None:
         raise InputError("--resume continues a run in its own folder: --out and --name do not apply",
                          "leave out --out and --name")
     check_out(getattr(config, "out", None))
+    if hasattr(config, "tracker"):  # --tracker/NLAB_TRACKER: known names, libraries installed
+        from phases.core.runs import trackers_of
+
+        trackers_of(config)
 
 
 def available_memory() -> int:
@@ -218,3 +222,5 @@ class TrainingRunOptions:
     out: str | None = None
     name: str | None = None
     resume: str | None = None  # a run folder to continue (with its own options)
+    tracker: list[str] | None = None  # experiment trackers fed as the run goes (default: $NLAB_TRACKER)
+    tracker_uri: str | None = None  # MLflow's store (default: sqlite under logs/)

@@ -27,8 +27,9 @@ from phases.core.errors import InputError, NlabError
 from phases.core.options import check_out, check_run_name, option_name
 from phases.core.jsonio import JsonlWriter, atomic_write_json, read_json
 
-# A resumed run lives in its own folder: these never take part in the comparison with the saved config.
-RESUME_ALWAYS_DIFFER = ("resume", "out", "name")
+# A resumed run lives in its own folder, and trackers only watch it: these never take part in the comparison with
+# the saved config.
+RESUME_ALWAYS_DIFFER = ("resume", "out", "name", "tracker", "tracker_uri")
 
 
 def _now() -> str:
@@ -88,6 +89,8 @@ class Run:
         self.config = config
         self._writers: dict[str, JsonlWriter] = {}
         self._old_sigterm: Any = None
+        self._tracking: tuple[list[str], str | None] = ([], None)  # trackers to start on entry, and their URI
+        self._trackers: Any = None  # phases.core.trackers.Trackers while inside `with run:`
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -146,12 +149,24 @@ class Run:
         config.json holds (the options and what was derived from them); on resume it must equal the saved one
         except for the fields the config class declares in `resume_may_differ` (and `later`, checked by the
         phase once known). A completed run is refused unless `completed_ok` (a sweep's resume summarises again)."""
+        given = getattr(config, "tracker", None)
+        tracking = trackers_of(config)  # checked (names, libraries installed) before any folder is made
         if config.resume is None:
-            return cls.create(phase, record, out=config.out, name=config.name)
-        run = cls.resume(config.resume, phase)
-        run.check_same_config(record, getattr(config, "resume_may_differ", ()), later)
-        if not completed_ok:
-            run.check_unfinished()
+            run = cls.create(phase, record, out=config.out, name=config.name)
+        else:
+            run = cls.resume(config.resume, phase)
+            run.check_same_config(record, getattr(config, "resume_may_differ", ()), later)
+            if not completed_ok:
+                run.check_unfinished()
+            if not tracking[0] and not given and not os.environ.get("NLAB_TRACKER"):  # the run's own trackers
+                from phases.core.trackers import requested
+
+                try:
+                    tracking = (requested(list(run.manifest.get("trackers") or {})), tracking[1])
+                except InputError:
+                    run._unlock()
+                    raise
+        run._tracking = tracking
         return run
 
     LOCK = "run.lock"
@@ -243,7 +258,11 @@ class Run:
 
     def _writer(self, name: str) -> JsonlWriter:
         if name not in self._writers:
-            self._writers[name] = JsonlWriter(self.dir / name)
+            track = None
+            if Path(name).name == self.HISTORY:  # history.jsonl, or a part's (`methods/ewc/history.jsonl`)
+                prefix = Path(name).parent.name if Path(name).parent != Path(".") else ""
+                track = lambda record: self._trackers and self._trackers.log(record, prefix)  # noqa: E731
+            self._writers[name] = JsonlWriter(self.dir / name, on_write=track)
         return self._writers[name]
 
     def log(self, record: dict) -> None:
@@ -267,6 +286,8 @@ class Run:
             raise NlabError(f"internal: primary metric {primary!r} missing from metrics")
         out = {"primary": primary, **metrics, "run_dir": str(self.dir), "phase": self.phase}
         atomic_write_json(self.dir / self.METRICS, out)
+        if self._trackers:
+            self._trackers.final(out)
         return out
 
     def set_device(self, device: str, device_name: str | None = None) -> None:
@@ -295,6 +316,18 @@ class Run:
     def __enter__(self) -> "Run":
         self.remove_temporaries()
         self.manifest.update(status="running", exit_reason=None, end_time=None)
+        names, uri = self._tracking
+        if names:
+            from phases.core.trackers import RunInfo, Trackers
+
+            recorded = self.manifest.get("trackers") or {}
+            info = RunInfo(self.phase, self.run_id, self.dir, self.config, resumed=bool(self.manifest.get("resumes")))
+            try:
+                self._trackers, started = Trackers.start(names, info, uri, states=recorded)
+            except BaseException as e:
+                self.__exit__(type(e), e, None)  # recorded as failed, unlocked
+                raise
+            self.manifest["trackers"] = {**recorded, **started}
         self._save_manifest()
         if threading.current_thread() is threading.main_thread():
             self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -317,9 +350,22 @@ class Run:
             status, reason = "failed", f"{type(exc).__name__}: {exc}"
         self.manifest.update(status=status, exit_reason=reason, end_time=_now())
         self._save_manifest()
+        if self._trackers is not None:
+            self._trackers.close(status)
+            self._trackers = None
         self.remove_temporaries()
         self._unlock()
         return False
+
+
+def trackers_of(config) -> tuple[list[str], str | None]:
+    """The trackers a run's options ask for (`--tracker`, else $NLAB_TRACKER), each installed, with
+    `--tracker-uri`; ([], None) for a config without trackers."""
+    if not hasattr(config, "tracker"):
+        return [], None
+    from phases.core.trackers import requested
+
+    return requested(config.tracker), getattr(config, "tracker_uri", None)
 
 
 def read_manifest_of(run_dir: Path | str, phase: str) -> dict:

@@ -54,6 +54,8 @@ class EvalConfig:
     resume: str | None = None
     out: str | None = None
     name: str | None = None
+    tracker: list[str] | None = None  # experiment trackers (as the training phases: TrainingRunOptions)
+    tracker_uri: str | None = None
 
     # operational options a resumed run may change: they do not change what is computed
     resume_may_differ: ClassVar[tuple[str, ...]] = ("api_base", "api_key_env", "concurrency", "max_retries",

@@ -51,7 +51,9 @@ def _losses(a: dict, b: dict) -> tuple[list, list]:
     return la, lb
 
 
-def compare(config: PairConfig) -> dict:
+def pair(config: PairConfig) -> dict:
+    """The paired test of run A against run B: the runs, the phase, the test's name and its result (with its
+    verdict sentence). `runs compare` prints it; `runs report` writes it."""
     from phases.core.compare import paired_correctness, paired_losses
 
     a_dir, b_dir = index.resolve_run(config.run_a, "A"), index.resolve_run(config.run_b, "B")
@@ -69,7 +71,19 @@ def compare(config: PairConfig) -> dict:
             raise InputError(f"{a_dir} and {b_dir} share no predicted item",
                              "compare runs evaluated on the same items (same dataset and split)")
         test, result = "McNemar exact + paired bootstrap on per-item correctness", paired_correctness(ca, cb, la, lb)
-    rows = [(k, v) for k, v in result.items() if k != "verdict" and not isinstance(v, list)]
-    render.table(f"{phase}: {test}", ["", "value"], rows)
-    render.say(result["verdict"], markup=False)
     return {"run_a": str(a_dir), "run_b": str(b_dir), "phase": phase, "test": test, **result}
+
+
+RUNS_KEYS = ("run_a", "run_b", "phase", "test", "verdict")  # what a table of the result leaves out
+
+
+def result_rows(result: dict) -> list[tuple]:
+    """The scalar numbers of a pair's result, as (name, value) rows."""
+    return [(k, v) for k, v in result.items() if k not in RUNS_KEYS and not isinstance(v, (list, dict))]
+
+
+def compare(config: PairConfig) -> dict:
+    result = pair(config)
+    render.table(f"{result['phase']}: {result['test']}", ["", "value"], result_rows(result))
+    render.say(result["verdict"], markup=False)
+    return result

@@ -33,3 +33,20 @@ class PairConfig:
 class GcConfig:
     dirs: list[str] = field(default_factory=list)
     yes: bool = False  # delete; without it, only list
+
+
+@dataclass
+class ReportConfig:
+    runs: list[str] = field(default_factory=list)  # run folders or run ids
+    out: str = "report.md"  # the Markdown file; plots go to <stem>_files/ beside it
+    all_options: bool = False  # every option, not only those that differ from the phase's defaults
+    html: bool = False  # also <stem>.html, rendered with the markdown library
+    title: str | None = None
+
+
+@dataclass
+class ExportConfig:
+    runs: list[str] = field(default_factory=list)
+    to: str = "mlflow"  # mlflow, tensorboard or wandb
+    tracker_uri: str | None = None  # mlflow: the store (default: sqlite under logs/)
+    logdir: str | None = None  # tensorboard: where the event files go (default: logs/tensorboard/<phase>/<run_id>)

@@ -18,8 +18,8 @@ from phases.core.jsonio import read_json
 MANIFEST, CONFIG, METRICS, LOCK = "manifest.json", "config.json", "metrics.json", "run.lock"
 STATUSES = ("completed", "failed", "running", "stopped")
 STOPPED_LABEL = "stopped (killed?)"
-# not searched for runs: weights, and the folders a run keeps its own plots or caches in
-_SKIP = {"checkpoints", "__pycache__"}
+# not searched for runs: weights, the folders a run keeps its own plots or caches in, and its trackers' files
+_SKIP = {"checkpoints", "__pycache__", "tb", "wandb"}
 
 
 def roots(dirs: list[str]) -> list[Path]:

@@ -1,4 +1,5 @@
-"""`nlab runs show RUN` (one run: manifest summary, config, metrics headline first, files) and `nlab runs diff A B`
+"""`nlab runs show RUN` (one run: manifest summary, config, metrics headline first, analyze-history's findings,
+files) and `nlab runs diff A B`
 (the options that differ, then every scalar metric side by side)."""
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ def _files(run_dir: Path, manifest: dict) -> list[dict]:
     return out
 
 
+def findings_of(run_dir: Path) -> list[dict] | None:
+    """analyze-history's findings on the run's history.jsonl (its default thresholds; phases/history does the
+    analysis), or None when the run has no readable history."""
+    from phases.history.analyze import analyze
+    from phases.history.config import Thresholds
+    from phases.history.load import read_history
+
+    if not (run_dir / Run.HISTORY).is_file() or (run_dir / Run.HISTORY).stat().st_size == 0:
+        return None
+    try:
+        return analyze(read_history(run_dir / Run.HISTORY, skip_bad_lines=True), Thresholds())["findings"]
+    except InputError:
+        return None
+
+
 def metrics_of(config: ShowConfig) -> dict:
     """A run's final metrics (what `runs check --expect` judges); a run without them is exit 2."""
     run_dir = index.resolve_run(config.run)
@@ -80,10 +96,16 @@ def show(config: ShowConfig) -> dict:
     metrics = loaded["metrics"] or {}
     if metrics:
         render.render_metrics(metrics, "metrics")
+    found = findings_of(run_dir)
+    if found is not None:
+        render.say(f"findings (analyze-history): {len(found) or 'none'}", markup=False)
+        for f in found:
+            render.say(f"  - {f['text']}", markup=False)
     render.table("files", ["path", "bytes"], ((f["path"] + ("  (plot)" if f["plot"] else ""), f["bytes"])
                                               for f in files))
     return {"run_dir": str(run_dir), "phase": summary["phase"], "run_id": summary["run_id"], **status,
-            "hint": summary["hint"], "config": loaded["config"], "metrics": metrics, "files": files}
+            "hint": summary["hint"], "config": loaded["config"], "metrics": metrics, "findings": found,
+            "files": files}
 
 
 def _number(v) -> bool:
