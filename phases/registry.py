@@ -73,7 +73,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("ewc", "nlab_cli.commands.ewc:ewc", "phases.ewc.config:EwcConfig", "training", resumes=True,
           sweepable=True, check="phases.ewc.phase:check",
           test_metrics=("*_average_*", "*_mean_forgetting", "*_bwt", "*_max_spike", "*_base_retention",
-                        "*_modification_success"),
+                        "*_modification_success", "*_first_before_shift", "*_first_after_*", "*_second_after_*"),
           note="every summary metric is measured on the tasks' test items; none is fit for selection"),
     Phase("eval-gsm8k", "nlab_cli.commands.eval_gsm8k:eval_gsm8k", "phases.gsm8k.config:EvalConfig", "evaluation",
           resumes=True, sweepable=True, check="phases.gsm8k.phase:check",

@@ -107,6 +107,59 @@ def test_shakespeare_wikitext_loss_matrix(cli, tmp_path):
     assert m["methods"]["naive"]["forgetting"][0] == pytest.approx(R[1][0] - R[0][0])
 
 
+
+def test_reconsolidation_with_neuron_turnover_and_stage_diff(cli, tmp_path):
+    m = _run(cli, "--scenario", "shakespeare-wikitext", "--method", "naive,apoptosis", "--reconsolidate",
+             "--steps", "6", "--turnover-interval", "3", "--maturity", "1", "--prune-rate", "0.1", "--eval-limit",
+             "12", "--n-embd", "32", "--block-size", "32", "--stage-diff", "--out", str(tmp_path / "r"))
+    run = Path(m["run_dir"])
+    naive, apo = m["methods"]["naive"], m["methods"]["apoptosis"]
+    assert [s["name"] for s in naive["stages"]] == ["tinyshakespeare", "wikitext2", "tinyshakespeare-2"]
+    # the first stage trains the same model on the same batches: every method meets the shift from the same weights
+    assert apo["R"][0] == naive["R"][0]
+    for method, per in (("naive", naive), ("apoptosis", apo)):
+        R, rec = per["R"], per["reconsolidation"]
+        assert (rec["first_before_shift"], rec["first_after_shift"], rec["first_after_return"]) == (
+            R[0][0], R[1][0], R[2][0])
+        assert (rec["second_after_shift"], rec["second_after_return"]) == (R[1][1], R[2][1])
+        assert m[f"{method}_first_after_return"] == R[2][0]
+        # per-window losses after every stage, and the stage diff computed from exactly those
+        staged = read_jsonl(run / "methods" / method / "stage_predictions.jsonl")
+        assert len(staged) == 3 * 2 * 12 and {r["stage"] for r in staged} == {s["name"] for s in per["stages"]}
+        first = [r["loss"] for r in staged if r["stage"] == "wikitext2" and r["task"] == "tinyshakespeare"]
+        second = [r["loss"] for r in staged if r["stage"] == "tinyshakespeare-2" and r["task"] == "tinyshakespeare"]
+        row = next(d for d in per["stage_diff"] if d["to"] == "tinyshakespeare-2" and d["task"] == "tinyshakespeare")
+        assert row["n"] == 12 and row["improved"] == sum(b < a for a, b in zip(first, second))
+        assert row["diff"] == pytest.approx(sum(second) / 12 - sum(first) / 12)
+    turnover = apo["turnover"]
+    # events every 3 steps in the two stages after the first (6 steps each), none in the first
+    assert turnover["n_events"] == 4 and [e["stage"] for e in turnover["events"]] == ["wikitext2"] * 2 + [
+        "tinyshakespeare-2"] * 2
+    assert turnover["neurons_replaced"] > 0
+    assert apo["vs_naive"]["paired"]["n_items"] == 24
+
+
+def test_gate_from_both_inputs_with_per_item_gates(cli, tmp_path):
+    m = _run(cli, "--scenario", "scan", "--method", "gated", "--gate-input", "both", "--steps", "3",
+             "--train-limit", "64", "--eval-limit", "12", "--mix", "100:0,0:100", "--n-embd", "32",
+             "--out", str(tmp_path / "r"))
+    gated = m["methods"]["gated"]
+    layers = gated["gates"]["layers"]
+    assert gated["gates"]["gate_input"] == "both" and layers
+    preds = read_jsonl(Path(m["run_dir"]) / "methods" / "gated" / "predictions.jsonl")
+    assert len(preds) == 24
+    for p in preds:
+        assert 0 < p["gate"] < 1 and len(p["gate_by_layer"]) == len(layers)
+        assert p["gate"] == pytest.approx(sum(p["gate_by_layer"]) / len(layers), abs=1e-4)
+    # the stage diff on correctness: fixed and broken items are those whose correctness changed
+    staged = read_jsonl(Path(m["run_dir"]) / "methods" / "gated" / "stage_predictions.jsonl")
+    before = {(r["task"], r["id"]): r["correct"] for r in staged if r["stage"] == "base"}
+    after = {(r["task"], r["id"]): r["correct"] for r in staged if r["stage"] == "modified"}
+    row = next(d for d in gated["stage_diff"] if d["task"] == "modified")
+    assert row["fixed"] == sum(after[k] and not before[k] for k in after if k[0] == "modified")
+    assert row["broken"] == sum(before[k] and not after[k] for k in after if k[0] == "modified")
+
+
 BAD = [
     (["--ewc-lambda", "-1"], "--ewc-lambda"),
     (["--scenario", "scan", "--mix", ""], "--mix"),
@@ -119,6 +172,12 @@ BAD = [
     (["--model", "moe", "--scenario", "scan"], "--model"),
     (["--gamma", "1.5"], "--gamma"),
     (["--fisher-samples", "0"], "--fisher-samples"),
+    (["--method", "naive,apoptosis"], "--method apoptosis does not apply"),
+    (["--scenario", "scan", "--reconsolidate"], "--reconsolidate"),
+    (["--scenario", "shakespeare-wikitext", "--method", "apoptosis", "--steps", "10", "--turnover-interval", "10"],
+     "--turnover-interval"),
+    (["--scenario", "scan", "--method", "gated", "--gate-input", "output"], "--gate-input"),
+    (["--prune-rate", "0"], "--prune-rate"),
 ]
 
 

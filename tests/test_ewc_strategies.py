@@ -10,6 +10,7 @@ from phases.core.errors import InputError
 from phases.ewc.config import METHODS, EwcConfig
 from phases.ewc.scenarios import build as build_scenario
 from phases.ewc.strategies import STRATEGIES, Strategy, build
+from phases.ewc.strategies.apoptosis import Apoptosis
 from phases.ewc.strategies.ewc import L2, Ewc
 from phases.ewc.strategies.gated import Gated
 from phases.ewc.strategies.replay import Replay
@@ -27,7 +28,8 @@ def tiny():
 
 def test_each_method_maps_to_its_strategy(tiny):
     scn, c = tiny
-    expected = {"naive": Strategy, "ewc": Ewc, "l2": L2, "replay": Replay, "mixed": Strategy, "gated": Gated}
+    expected = {"naive": Strategy, "ewc": Ewc, "l2": L2, "replay": Replay, "mixed": Strategy, "gated": Gated,
+                "apoptosis": Apoptosis}
     assert set(STRATEGIES) == set(METHODS) == set(expected)
     for method, cls in expected.items():
         assert type(build(method, scn, c, torch.Generator(), CPU)) is cls

@@ -18,7 +18,7 @@ from phases.core.data.gsm8k import MathProblem, read_gsm8k_jsonl
 from phases.core.stats import wilson_interval
 from phases.gsm8k.extract import extract_both
 from phases.gsm8k.prompts import default_preset, resolve_spec
-from test_gsm8k import evaluate, gguf, invoke, loaded, preloaded, records  # noqa: F401 (fixtures shared)
+from test_gsm8k import evaluate, invoke, loaded, preloaded, records  # noqa: F401 (fixtures shared)
 
 
 # --- the question/answer datasets (no model) ------------------------------------------------------------------------

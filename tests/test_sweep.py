@@ -95,7 +95,7 @@ def test_phase_registry_is_the_one_list():
 
     assert [c.name for c in app.registered_commands] == [p.command for p in registry.PHASES if not p.group]
     assert [g.name for g in app.registered_groups] == [p.command for p in registry.PHASES if p.group]
-    assert SWEEPABLE == ("train-moe", "apoptosis", "ewc", "eval-gsm8k")
+    assert SWEEPABLE == ("train-moe", "apoptosis", "ewc", "eval-gsm8k", "train-lora")
     moe = registry.get("train-moe")
     assert moe.is_test_metric("test_acc") and moe.is_val_metric("val_acc") and not moe.is_test_metric("val_acc")
     for p in registry.PHASES:  # every entry points at a real command and config

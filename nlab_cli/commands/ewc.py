@@ -11,7 +11,8 @@ from nlab_cli.common import Expect, DataDir, Deterministic, Device, Json, Name, 
 from nlab_cli.common import Tracker, TrackerUri
 from nlab_cli.common import opt as _opt
 from nlab_cli.options import build_config
-from phases.ewc.config import EWC_MODES, FISHERS, HEADS, MODELS, SCENARIOS, EwcConfig
+from phases.ewc.config import (EWC_MODES, FISHERS, GATE_INPUTS, HEADS, MODELS, SCENARIOS, TURNOVER_STRATEGIES,
+                               EwcConfig)
 
 _C = EwcConfig()
 _SCN, _MODEL, _TRAIN, _METHOD = "Scenario", "Model", "Training", "Methods"
@@ -21,12 +22,14 @@ def ewc(
     ctx: typer.Context,
     scenario: Annotated[Literal[SCENARIOS], _opt("The sequence of tasks.", _SCN)] = _C.scenario,
     method: Annotated[str, _opt("Comma-separated methods compared on identical data and seed: naive, ewc, l2, "
-                                "replay, mixed, gated (mixed and gated: scan only).", _METHOD,
-                                "--method")] = _C.methods,
+                                "replay, mixed, gated (mixed and gated: scan only), apoptosis (neuron turnover "
+                                "after the first stage; GPT scenarios).", _METHOD, "--method")] = _C.methods,
     tasks_count: Annotated[int, _opt("permuted-digits: number of tasks (the first is unpermuted).",
                                      _SCN)] = _C.tasks_count,
     heads: Annotated[Literal[HEADS], _opt("split-digits: multi (a head per task) or single (one 10-way head, "
                                           "class-incremental).", _SCN)] = _C.heads,
+    reconsolidate: Annotated[bool, _opt("shakespeare-wikitext: a third stage back on Shakespeare after the shift "
+                                        "(before, after the shift, after the return).", _SCN)] = _C.reconsolidate,
     moe_tasks: Annotated[str, _opt("moe-multitask: datasets trained one after the other.", _SCN)] = _C.moe_tasks,
     train_limit: Annotated[Optional[int], _opt("Training items per task (default: all; scan 4000, moe-multitask "
                                                "3000).", _SCN, show_default=False)] = None,
@@ -69,6 +72,21 @@ def ewc(
     gate_bias: Annotated[float, _opt("gated: initial gate logit (-3: the modification starts 5% on).",
                                      _METHOD)] = _C.gate_bias,
     gate_penalty: Annotated[float, _opt("gated: weight of the mean gate in the loss.", _METHOD)] = _C.gate_penalty,
+    gate_input: Annotated[Literal[GATE_INPUTS], _opt("gated: the gate reads the layer's input (original) or that "
+                                                     "and the modification's change to the output (both).",
+                                                     _METHOD)] = _C.gate_input,
+    turnover_strategy: Annotated[Literal[TURNOVER_STRATEGIES], _opt("apoptosis: nlab apoptosis's strategy for "
+                                                                    "the dying and reborn neurons.",
+                                                                    _METHOD)] = _C.turnover_strategy,
+    turnover_interval: Annotated[int, _opt("apoptosis: steps between turnover events within a stage.",
+                                           _METHOD)] = _C.turnover_interval,
+    prune_rate: Annotated[float, _opt("apoptosis: share of each MLP's neurons replaced per event.",
+                                      _METHOD)] = _C.prune_rate,
+    maturity: Annotated[int, _opt("apoptosis: neurons younger than this many steps are never replaced.",
+                                  _METHOD)] = _C.maturity,
+    stage_diff: Annotated[bool, _opt("Print, per method, which held-out items each stage fixed and broke (always "
+                                     "in metrics.json and methods/<method>/stage_predictions.jsonl).",
+                                     _TRAIN)] = _C.stage_diff,
     heatmap: Annotated[bool, _opt("Draw methods/<method>/R.png.", _TRAIN)] = _C.heatmap,
     device: Device = _C.device,
     seed: Seed = _C.seed,

@@ -9,13 +9,17 @@ from phases.core.options import TrainingRunOptions, at_least, choice, in_range, 
 from phases.core.sizes import FLOAT, TRAINED, gpt_terms
 
 SCENARIOS = ("permuted-digits", "split-digits", "shakespeare-wikitext", "scan", "moe-multitask")
-METHODS = ("naive", "ewc", "l2", "replay", "mixed", "gated")
+METHODS = ("naive", "ewc", "l2", "replay", "mixed", "gated", "apoptosis")
 # methods that need a base/modified pair trained as a curriculum (the stage plan comes from --mix)
 CURRICULUM_METHODS = ("mixed", "gated")
 CURRICULUM_SCENARIOS = ("scan",)
 MODELS = ("mlp", "moe")
 MODEL_SCENARIOS = ("permuted-digits", "split-digits")  # where --model chooses; the others fix their model
 GPT_SCENARIOS = ("shakespeare-wikitext", "scan")  # where the model is a char/token-level GPT
+GPT_METHODS = ("apoptosis",)  # methods that act on the GPT's MLP neurons
+GATE_INPUTS = ("original", "both")  # gated: what the gate reads
+# apoptosis as a method: the swap strategies of `nlab apoptosis` (same width before and after an event)
+TURNOVER_STRATEGIES = ("standard", "functional", "crossover", "hybrid")
 HEADS = ("multi", "single")
 EWC_MODES = ("separate", "online")
 FISHERS = ("empirical", "batch")
@@ -30,6 +34,8 @@ class EwcConfig(TrainingRunOptions):
     tasks_count: int = at_least(2, 5, "a sequence needs at least 2 tasks, e.g. --tasks-count 5")
     # split-digits: multi (a head per task, task-incremental) | single (class-incremental)
     heads: str = choice("multi", HEADS)
+    # shakespeare-wikitext: a third stage back on Shakespeare after the shift (the reconsolidation test)
+    reconsolidate: bool = False
     moe_tasks: str = "digits,sst2"  # moe-multitask: datasets trained one after the other
     # at most this many training items per task (stratified for classification)
     train_limit: int | None = at_least(1, None)
@@ -64,9 +70,17 @@ class EwcConfig(TrainingRunOptions):
     gate_bias: float = -3.0  # gated: initial gate logit (sigmoid(-3) = 0.05: the modification starts almost off)
     # gated: weight of the mean gate in the loss (keeps gates shut where not needed)
     gate_penalty: float = at_least(0, 0.01)
+    # gated: the gate reads the layer's input (original) or that and the modification's change to the output (both)
+    gate_input: str = choice("original", GATE_INPUTS)
+    # apoptosis: `nlab apoptosis`'s neuron turnover in the GPT's MLPs during every stage after the first (the shift)
+    turnover_strategy: str = choice("functional", TURNOVER_STRATEGIES)
+    turnover_interval: int = at_least(1, 100)  # steps between events within a stage
+    prune_rate: float = in_range(0.05, 0, 0.5, lo_open=True)  # share of each MLP's neurons replaced per event
+    maturity: int = at_least(0, 50)  # neurons younger than this many steps are never replaced
     # logged training-loss points on each side of a stage boundary for the spike factor
     spike_window: int = at_least(1, 5)
     heatmap: bool = True
+    stage_diff: bool = False  # print, per method, which held-out items each stage changed (always in metrics)
 
     # what a resumed run may change: where it runs and reads, not what it computes
     resume_may_differ: ClassVar[tuple[str, ...]] = ("device", "data_dir")

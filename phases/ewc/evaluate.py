@@ -1,5 +1,5 @@
 """Evaluation of one task's held-out data: `held_out` (the test set, every R[i][j]; accuracy, exact match by greedy
-decoding, or loss, with its n and per-item predictions) and `quick` (the validation subset, for history curves)."""
+decoding, or loss, with its n and per-item predictions or losses) and `quick` (the validation subset, for history curves)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def quick(scn: Scenario, model: nn.Module, t: Task, device) -> dict:
     out = {"loss": float(losses.mean())}
     if scn.kind == "cls":
         out["acc"] = float((pred == y).float().mean())
-    elif scn.kind == "seq":
+    elif scn.kind == "lm":  # each held-out window's loss: stages and methods are compared window by window
+        out["items"] = [{"id": i, "loss": float(v)} for i, v in enumerate(losses.tolist())]
+    if scn.kind == "seq":
         out["token_acc"] = _token_acc(pred, y)
     model.train(was)
     return out
@@ -70,7 +72,8 @@ def greedy_decode(gpt: nn.Module, prompts: list[list[int]], max_new: int, eos: i
 
 @torch.no_grad()
 def held_out(scn: Scenario, model: nn.Module, t: Task, device) -> dict:
-    """{metric: value, "loss", "n", "items": per-item predictions (classification and scan)}."""
+    """{metric: value, "loss", "n", "items": per-item predictions (classification and scan) or losses (text
+    windows)}."""
     was = model.training
     model.eval()
     x, y = (v.to(device) for v in t.test)
@@ -92,7 +95,9 @@ def held_out(scn: Scenario, model: nn.Module, t: Task, device) -> dict:
         out["items"] = [{"id": i, "target": int(tg), "prediction": int(p), "correct": int(tg) == int(p),
                          "probs": [round(float(v), 5) for v in pr]}
                         for i, tg, p, pr in zip(t.test_ids, targets.tolist(), preds.tolist(), probs.cpu())]
-    elif scn.kind == "seq":
+    elif scn.kind == "lm":  # each held-out window's loss: stages and methods are compared window by window
+        out["items"] = [{"id": i, "loss": float(v)} for i, v in enumerate(losses.tolist())]
+    if scn.kind == "seq":
         out["token_acc"] = _token_acc(preds.to(y.device), y)
         eos = scn.info["eos"]
         decoded = greedy_decode(model.gpt, [p for p, _ in t.decode], scn.info["max_actions"] + 1, eos, device)

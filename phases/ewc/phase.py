@@ -13,7 +13,8 @@ from phases.core.errors import InputError
 from phases.core.jsonio import read_json, read_jsonl
 from phases.core.options import check_memory, check_options, not_one_of
 from phases.core.runs import Run
-from phases.ewc.config import CURRICULUM_METHODS, CURRICULUM_SCENARIOS, METHODS, MODEL_SCENARIOS, EwcConfig
+from phases.ewc.config import (CURRICULUM_METHODS, CURRICULUM_SCENARIOS, GPT_METHODS, GPT_SCENARIOS, METHODS,
+                               MODEL_SCENARIOS, EwcConfig)
 
 PHASE = "ewc"
 
@@ -39,6 +40,13 @@ def check(c: EwcConfig) -> list[str]:
             raise InputError(f"--method {m} does not apply to --scenario {c.scenario}: it needs a base/modified "
                              f"curriculum ({', '.join(CURRICULUM_SCENARIOS)})",
                              f"use naive, ewc, l2 or replay here, or --scenario scan for {m}")
+    for m in methods:
+        if m in GPT_METHODS and c.scenario not in GPT_SCENARIOS:
+            raise InputError(f"--method {m} does not apply to --scenario {c.scenario}: it turns over the MLP neurons "
+                             f"of a GPT", f"use it with --scenario {' or '.join(GPT_SCENARIOS)}")
+    if c.reconsolidate and c.scenario != "shakespeare-wikitext":
+        raise InputError(f"--reconsolidate does not apply to --scenario {c.scenario}: it adds a third stage back on "
+                         "Shakespeare after the shift to WikiText", "use it with --scenario shakespeare-wikitext")
     if c.model != "mlp" and c.scenario not in MODEL_SCENARIOS:
         raise InputError(f"--model {c.model} does not apply to --scenario {c.scenario} (it fixes its own model)",
                          f"--model chooses only in {', '.join(MODEL_SCENARIOS)}")
@@ -48,6 +56,13 @@ def check(c: EwcConfig) -> list[str]:
         parse_mix(c.mix)
     check_memory(c)
     return methods
+
+
+def _check_turnover(c: EwcConfig, methods: list[str], scn) -> None:
+    steps = c.steps or scn.steps
+    if "apoptosis" in methods and c.turnover_interval >= steps:
+        raise InputError(f"--turnover-interval {c.turnover_interval} with {steps} steps per stage: no turnover event "
+                         "would happen", f"use a --turnover-interval below {steps} (or more --steps)")
 
 
 def _check_buffer(c: EwcConfig, methods: list[str], scn) -> None:
@@ -62,6 +77,8 @@ def _check_buffer(c: EwcConfig, methods: list[str], scn) -> None:
 
 
 RESULT = "result.json"  # per method: what a resumed run reuses instead of training the method again
+# per method: every task's held-out items after every stage (which items each stage changed; probs left out)
+STAGE_PREDICTIONS = "stage_predictions.jsonl"
 
 
 def _result_record(r) -> dict:
@@ -76,8 +93,13 @@ def _finished_method(folder: Path, scn, method: str):
     if not (folder / RESULT).is_file():
         return None
     saved = read_json(folder / RESULT)
-    return MethodResult(method, scn.stages(method), history=read_jsonl(folder / "history.jsonl"),
-                        items=read_jsonl(folder / "predictions.jsonl"), **saved)
+    stages = scn.stages(method)
+    by_stage: dict[str, list[dict]] = {st.name: [] for st in stages}
+    for rec in read_jsonl(folder / STAGE_PREDICTIONS):
+        by_stage[rec.pop("stage")].append(rec)
+    return MethodResult(method, stages, history=read_jsonl(folder / "history.jsonl"),
+                        items=read_jsonl(folder / "predictions.jsonl"),
+                        stage_items=[by_stage[st.name] for st in stages], **saved)
 
 
 def run(config: EwcConfig) -> dict:
@@ -89,6 +111,7 @@ def run(config: EwcConfig) -> dict:
     device = prepare(config.device, config.seed, config.deterministic)
     scn = build(config)  # loads and checks the data: a missing dataset is exit 2 before any folder exists
     _check_buffer(config, methods, scn)
+    _check_turnover(config, methods, scn)
     cfg = {**asdict(config), "methods": ",".join(methods), "steps_per_stage": config.steps or scn.steps,
            "lr": config.lr or scn.lr}
     with Run.open(PHASE, config, cfg) as run_:
@@ -110,11 +133,16 @@ def run(config: EwcConfig) -> dict:
             preds = run_.jsonl(f"methods/{m}/predictions.jsonl")
             preds.write_many(results[-1].items)
             preds.close()
+            staged = run_.jsonl(f"methods/{m}/{STAGE_PREDICTIONS}")
+            for st, items in zip(results[-1].stages, results[-1].stage_items):
+                staged.write_many([{"stage": st.name, **{k: v for k, v in it.items() if k != "probs"}}
+                                   for it in items])
+            staged.close()
             # written last: its presence marks the method finished (history and predictions complete)
             run_.write_json(f"methods/{m}/{RESULT}", _result_record(results[-1]))
         metrics = build_metrics(scn, results, config)
         if config.heatmap:
             metrics["heatmaps"] = write_plots(run_.dir, scn, results)
         out = run_.write_metrics(metrics, primary=metrics["primary_key"])
-    render_summary(scn, results, out)
+    render_summary(scn, results, out, config.stage_diff)
     return out

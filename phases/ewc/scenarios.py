@@ -70,6 +70,7 @@ class Scenario:
     curriculum: list[tuple[int, int]] | None = None  # scan: (base %, modified %) per stage
     info: dict = field(default_factory=dict)  # sizes and choices, for metrics.json
     gated_layers: list[str] = field(default_factory=list)  # Linear layers the gated method wraps
+    order: list[int] | None = None  # the task of each stage when not one stage per task (a return: 0, 1, 0)
 
     @property
     def metric(self) -> str:
@@ -80,9 +81,13 @@ class Scenario:
         return self.kind != "lm"
 
     def stages(self, method: str) -> list[Stage]:
-        if self.curriculum is None:
-            return [Stage(t.name, i, [(i, 1.0)]) for i, t in enumerate(self.tasks)]
         out, seen = [], {}
+        if self.curriculum is None:
+            for task in self.order or range(len(self.tasks)):
+                seen[task] = seen.get(task, 0) + 1
+                out.append(Stage(self.tasks[task].name + (f"-{seen[task]}" if seen[task] > 1 else ""), task,
+                                 [(task, 1.0)]))
+            return out
         for base, mod in self.curriculum:
             task = 1 if mod > 0 else 0
             seen[task] = seen.get(task, 0) + 1
@@ -241,7 +246,9 @@ def _windows(tokens: torch.Tensor, block: int, n: int, seed: int) -> tuple[torch
 
 
 def shakespeare_wikitext(c: EwcConfig) -> Scenario:
-    """A char-level GPT on tiny Shakespeare, then on WikiText-2 text; R holds the held-out loss per domain."""
+    """A char-level GPT on tiny Shakespeare, then on WikiText-2 text (the domain shift), and with --reconsolidate
+    back on Shakespeare (does the first domain come back, and what does the return cost the second?); R holds the
+    held-out loss per domain."""
     from phases.core.charlm import check_block_size, token_tensor
     from phases.core.data.registry import load
     from phases.core.data.text import CharVocab
@@ -258,6 +265,7 @@ def shakespeare_wikitext(c: EwcConfig) -> Scenario:
                           _windows(held, c.block_size, n_eval, c.seed), tokens=train, block=c.block_size))
     build, layers = _gpt(c, vocab.size, c.block_size)
     return Scenario("shakespeare-wikitext", "lm", "gpt", tasks, build, 800, 2e-3, gated_layers=layers,
+                    order=[0, 1, 0] if c.reconsolidate else None,
                     info={"vocab_size": vocab.size, "block_size": c.block_size, "n_test_windows": n_eval,
                           "splits": {cp.name: list(cp.splits) for cp in corpora},
                           "n_train_chars": [len(t.tokens) for t in tasks]})

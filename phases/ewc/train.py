@@ -32,6 +32,7 @@ class MethodResult:
     n: list[int] = field(default_factory=list)  # held-out items per task
     history: list[dict] = field(default_factory=list)
     items: list[dict] = field(default_factory=list)  # final per-item predictions
+    stage_items: list[list[dict]] = field(default_factory=list)  # per stage: every task's per-item predictions
     extra: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -91,6 +92,7 @@ def train_method(scn: Scenario, method: str, c: EwcConfig, device, log=None,
                 loss = loss + extra
             optimizer_step(loss, opt, params, GRAD_CLIP, step, watched=task_loss)
             step += 1
+            strategy.after_step(model, opt, step, it + 1)
             if step % c.log_interval == 0 or it == 0:
                 record({"step": step, "split": "train", "stage": stage.name, "loss": task_loss, **rec_extra})
             if (it + 1) % eval_every == 0 and it + 1 < steps:
@@ -99,7 +101,7 @@ def train_method(scn: Scenario, method: str, c: EwcConfig, device, log=None,
                         record({"step": step, "split": "val", "stage": stage.name, "task": t.name,
                                 **quick(scn, model, t, device)})
         # end of stage: a row of R on every task's held-out data
-        row, loss_row = [], []
+        row, loss_row, items = [], [], []
         last = s == len(result.stages) - 1
         for j, t in enumerate(scn.tasks):
             ev = held_out(scn, model, t, device)
@@ -109,10 +111,14 @@ def train_method(scn: Scenario, method: str, c: EwcConfig, device, log=None,
                     **{k: v for k, v in ev.items() if k != "items"}})
             if s == 0:
                 result.n.append(ev["n"])
-            if last:
-                result.items += [{"task": t.name, **item} for item in ev.get("items", [])]
+            task_items = ev.get("items", [])
+            fields = strategy.item_fields(model, t) if task_items else None
+            items += [{"task": t.name, **item, **(fields[k] if fields else {})} for k, item in enumerate(task_items)]
         result.R.append(row)
         result.loss_R.append(loss_row)
+        result.stage_items.append(items)
+        if last:
+            result.items = items
         render.say(f"  {method}: after stage {stage.name!r}: " + ", ".join(
             f"{t.name} {render.fmt(v)}" for t, v in zip(scn.tasks, row)))
         if not last:

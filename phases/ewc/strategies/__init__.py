@@ -10,13 +10,14 @@ import torch
 from phases.core.errors import InputError
 from phases.ewc.config import EwcConfig
 from phases.ewc.scenarios import Scenario
+from phases.ewc.strategies.apoptosis import Apoptosis
 from phases.ewc.strategies.ewc import L2, Ewc
 from phases.ewc.strategies.gated import Gated
 from phases.ewc.strategies.naive import Strategy
 from phases.ewc.strategies.replay import Replay
 
 STRATEGIES: dict[str, type[Strategy]] = {"naive": Strategy, "ewc": Ewc, "l2": L2, "replay": Replay,
-                                         "mixed": Strategy, "gated": Gated}
+                                         "mixed": Strategy, "gated": Gated, "apoptosis": Apoptosis}
 
 
 def build(method: str, scenario: Scenario, config: EwcConfig, generator: torch.Generator, device) -> Strategy:

@@ -2,7 +2,8 @@
 base class of every strategy: a method is a `Strategy` whose hooks (Avalanche's plugin points) add to the one
 training loop in `phases/ewc/train.py`, which calls them in this order:
 
-    for each stage:  before_stage  ->  steps (extra_batches, extra_loss)  ->  row of R  ->  after_stage
+    for each stage:  before_stage  ->  steps (extra_batches, extra_loss, after_step)  ->  row of R
+                     (item_fields on every task's held-out items)  ->  after_stage
     at the end:      summary
 
 Every hook here does nothing."""
@@ -34,6 +35,14 @@ class Strategy:
     def extra_loss(self, model: nn.Module) -> tuple[torch.Tensor | None, dict]:
         """A term added to the batch's task loss (None: none), and the fields it adds to the logged train record."""
         return None, {}
+
+    def after_step(self, model: nn.Module, optimizer, step: int, stage_step: int) -> None:
+        """After each optimizer step (`step` counted over the whole run, `stage_step` within the stage, both from
+        1): may change the model and the optimizer's state (neuron turnover); what it did goes in `summary`."""
+
+    def item_fields(self, model: nn.Module, task) -> list[dict] | None:
+        """Fields added to each of `task`'s held-out items (in the order of its test set), or None."""
+        return None
 
     def after_stage(self, index: int, stage: Stage, model: nn.Module) -> None:
         """After a stage's row of R, before the next stage (not after the last: what is kept serves later stages)."""
