@@ -10,22 +10,20 @@ The problems are sorted by prompt length (longest first), as eval-gsm8k orders a
 - `no-leave`: eval-gsm8k's engine on the same fixed batches, finished rows kept until their batch is done;
 - `early-leave`: eval-gsm8k's engine as the evaluation runs it: finished rows leave at once and the next prompts
   join, at most `batch` rows at a time.
-Tokens counted are the tokens each row generated up to its own end (not the padding generate adds)."""
+Tokens counted are the tokens each row generated up to its own end (not the padding generate adds).
+
+For `early-leave` it also prints how far the engine is from the machine's limit: the FLOP/s its prefill and its
+decode forwards achieve (useful work only: 2 x parameters per token for the linear layers, the causal attention
+over each row's own context, the output layer where logits are computed; padding not counted), beside the rate of
+a 1024x576 by 576x1536 matmul in the model's dtype measured on the spot with the same threads."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DEFAULT_MODEL = (Path(os.environ.get("NLAB_MODELS_DIR") or ROOT.parent / "shared" / "models")
-                 / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf")
-if not os.environ.get("NLAB_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["NLAB_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+from shared_model import DEFAULT_MODEL  # the project on sys.path, ../shared/data as the data folder
 
 
 def plain_generate(backend, batch, max_new_tokens):
@@ -57,11 +55,48 @@ def plain_generate(backend, batch, max_new_tokens):
 
 
 def engine_generate(backend, prompts, max_new_tokens, batch_size, early_leave):
+    """(texts, generated tokens, each row's token ids)."""
     from phases.gsm8k.engine import generate
 
     out = generate(backend.model, prompts, max_new_tokens=max_new_tokens, eos_ids=backend.eos_ids,
                    stopped=backend._stopped, max_rows=batch_size, early_leave=early_leave)
-    return [backend._completion(g.tokens, g.finish).text for g in out], sum(len(g.tokens) for g in out)
+    return ([backend._completion(g.tokens, g.finish).text for g in out], sum(len(g.tokens) for g in out),
+            [g.tokens for g in out])
+
+
+def matmul_peak(dtype, reps: int = 20) -> float:
+    """GFLOP/s of a prefill-shaped matmul (1024 tokens x 576 by 576 x 1536: SmolLM2-135M's MLP), median of reps."""
+    import statistics
+
+    import torch
+
+    a, b = torch.randn(1024, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 1024 * 576 * 1536 / statistics.median(times) / 1e9
+
+
+def flops(config, prompts, generated) -> tuple[float, float]:
+    """(prefill, decode) floating-point operations of the useful work: linear layers 2 x params per token, causal
+    attention 2 x 2 x context x hidden per token and layer, the output layer for the tokens whose logits are kept
+    (the last prompt token, every decoded token)."""
+    c = config
+    h, n, inter, vocab = c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size
+    kv = c.num_key_value_heads * (getattr(c, "head_dim", None) or h // c.num_attention_heads)
+    linear = 2 * n * (2 * h * h + 2 * h * kv + 3 * h * inter)
+    head = 2 * h * vocab
+    prefill = decode = 0.0
+    for p, g in zip(prompts, generated):
+        L = len(p)
+        prefill += linear * L + 2 * n * h * L * L + head  # attention: sum over positions of 4 h t ~ 2 h L^2
+        for t in range(1, len(g)):  # the first token comes from the prefill's logits
+            decode += linear + head + 4 * n * h * (L + t)
+    return prefill, decode
 
 
 def main() -> None:
@@ -86,20 +121,27 @@ def main() -> None:
 
     threads = set_threads()
     spec = resolve_spec(args.preset, max_new_tokens=args.max_new_tokens)
-    items = _items(EvalConfig(model=args.model, preset=args.preset, n=args.n), spec)
+    items, _ = _items(EvalConfig(model=args.model, preset=args.preset, n=args.n), spec)
     t0 = time.perf_counter()
     loaded = load_model(args.model, args.dtype, torch.device("cpu"))
     print(f"model {Path(args.model).name} ({loaded.dtype}) loaded in {time.perf_counter() - t0:.1f} s; "
           f"{threads} threads; preset {spec.name}; {len(items)} problems; max_new_tokens {spec.max_new_tokens}",
           flush=True)
-    print(f"{'batch':>5} {'method':>12} {'seconds':>8} {'problems/min':>12} {'tokens/s':>8} {'speedup':>7} "
-          f"{'same text':>9}", flush=True)
     backend = TransformersBackend(loaded, spec, 1, 0, 0.0, 0, False)
     backend.prepare(items)
     order = sorted(items, key=lambda it: (-len(it.prompt_ids), it.id))  # as eval-gsm8k orders a window
+    from gsm8k_profile import Timers, instrument
+
+    peak = matmul_peak(loaded.model.dtype)
+    print(f"matmul peak here ({loaded.dtype}, {threads} threads): {peak:.0f} GFLOP/s", flush=True)
+    print(f"{'batch':>5} {'method':>12} {'seconds':>8} {'problems/min':>12} {'tokens/s':>8} {'speedup':>7} "
+          f"{'same text':>9}", flush=True)
+    limits = []
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
         results: dict[str, tuple[float, list[str], int]] = {}
         for method in args.methods.split(","):
+            timers = Timers()
+            undo = instrument(backend, timers) if method == "early-leave" else (lambda: None)
             start = time.perf_counter()
             if method == "generate":
                 texts, tokens = [], 0
@@ -107,14 +149,25 @@ def main() -> None:
                     t, n = plain_generate(backend, order[k:k + bs], spec.max_new_tokens)
                     texts, tokens = texts + t, tokens + n
             else:
-                texts, tokens = engine_generate(backend, [it.prompt_ids for it in order], spec.max_new_tokens, bs,
-                                                method == "early-leave")
+                texts, tokens, rows = engine_generate(backend, [it.prompt_ids for it in order],
+                                                      spec.max_new_tokens, bs, method == "early-leave")
             results[method] = (time.perf_counter() - start, texts, tokens)
+            undo()
+            if method == "early-leave":
+                limits.append((bs, timers, rows, results[method][0]))
         base = results.get("generate") or next(iter(results.values()))
         for method, (seconds, texts, tokens) in results.items():
             same = sum(a == b for a, b in zip(texts, base[1])) / len(texts)
             print(f"{bs:>5} {method:>12} {seconds:8.1f} {60 * len(items) / seconds:12.2f} {tokens / seconds:8.1f} "
                   f"{base[0] / seconds:7.2f} {same:9.0%}", flush=True)
+    prompts = [it.prompt_ids for it in order]
+    for bs, timers, rows, wall in limits:
+        pre, dec = flops(loaded.model.config, prompts, rows)
+        t_pre, t_dec = timers.total["prefill forward"], timers.total["decode forward"]
+        print(f"batch {bs}, early-leave: prefill {pre / 1e12:.2f} TFLOP in {t_pre:.1f} s = {pre / t_pre / 1e9:.0f} "
+              f"GFLOP/s ({pre / t_pre / 1e9 / peak:.0%} of the matmul peak); decode {dec / 1e12:.2f} TFLOP in "
+              f"{t_dec:.1f} s = {dec / t_dec / 1e9:.0f} GFLOP/s ({dec / t_dec / 1e9 / peak:.0%}); "
+              f"{wall - t_pre - t_dec:.1f} s of the {wall:.1f} s outside the forwards", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,18 +18,11 @@ distributions: the mean loss over the last half of the steps with a Welch 95% in
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DEFAULT_MODEL = (Path(os.environ.get("NLAB_MODELS_DIR") or ROOT.parent / "shared" / "models")
-                 / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf")
-if not os.environ.get("NLAB_DATA_DIR") and (ROOT.parent / "shared" / "data").is_dir():
-    os.environ["NLAB_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+from shared_model import DEFAULT_MODEL  # the project on sys.path, ../shared/data as the data folder
 
 
 def examples(args, tok):

@@ -30,8 +30,9 @@ def eval_gsm8k(
     dtype: Annotated[Literal[DTYPES], _opt("auto (bfloat16 where the CPU/GPU computes it natively, else float32), "
                                            "bfloat16 or float32.")] = _D.dtype,
     device: Device = _D.device,
-    backend: Annotated[Literal[BACKENDS], _opt("transformers (load the model here) or openai (an OpenAI-compatible "
-                                               "server).")] = _D.backend,
+    backend: Annotated[Literal[BACKENDS], _opt("transformers (load the model here), openai (an OpenAI-compatible "
+                                               "server) or llamacpp (a .gguf file run here by llama-cpp-python, "
+                                               "its own quantised kernels; the nlab[llamacpp] extra).")] = _D.backend,
     dataset: Annotated[str, _opt("Question/answer dataset: gsm8k, sst2-qa or scan-qa, or a comma list of them "
                                  "(--n problems of each; ids become DATASET:INDEX).")] = _D.dataset,
     preset: Annotated[Optional[Literal[PRESETS]], _opt(

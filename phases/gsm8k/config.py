@@ -9,7 +9,7 @@ from typing import ClassVar
 from phases.core.options import at_least, choice, positive
 from phases.gsm8k.prompts import preset_names
 
-BACKENDS = ("transformers", "openai")
+BACKENDS = ("transformers", "openai", "llamacpp")
 DTYPES = ("auto", "bfloat16", "float32")
 PRESETS = tuple(preset_names())  # the files in phases/gsm8k/presets: a new preset is a new file
 SPLITS = ("test", "train")

@@ -6,9 +6,17 @@ steps run on one or two live rows. Here a sequence that emits an end-of-sequence
 leaves at once (its rows are dropped from the KV cache, and columns of left padding no remaining row needs are
 trimmed), and the next waiting prompt is prefilled and joins, so the batch stays full until the queue is empty.
 
-Each prompt is prefilled alone (no padding, the causal attention kernel) and its KV cache is left-padded to the
-batch's width when it joins; positions come from each row's own length, so padding never shifts a row. Given the
-same queue, the schedule (and so every number) is the same from run to run."""
+Each prompt is prefilled alone (no padding, the causal attention kernel) and its KV cache joins the batch
+right-aligned, left padding masked; positions come from each row's own length, so padding never shifts a row.
+Given the same queue, the schedule (and so every number) is the same from run to run.
+
+The batch's KV cache (`_SlotBatch`) lives in buffers allocated once per call: a decode step writes its column in
+place and attention reads a view of the live rows and columns. A cache that grows by concatenation (transformers'
+DynamicCache) copies all of itself at every step, which profiling showed to be most of a decode step at 16 rows of
+1,100-token GSM8K prompts (benchmarks/gsm8k_profile.py). A row that leaves is replaced by the last live row (one
+row copied), trimming left padding moves a start index, and nothing moves when a prompt joins. Models whose cache
+layers are not all plain full-attention layers (sliding windows, linear attention) use `_ConcatBatch`, the
+concatenating cache."""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -52,8 +61,9 @@ def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return torch.cat([t.new_zeros(shape), t], dim=dim)
 
 
-class _Batch:
-    """The live rows: their KV cache (right-aligned, left padding masked), mask, last positions and next tokens."""
+class _ConcatBatch:
+    """The live rows in a concatenating cache (any cache layer type): their KV cache (right-aligned, left padding
+    masked), mask, last positions and next tokens."""
 
     def __init__(self, model):
         self.model = model
@@ -105,6 +115,161 @@ class _Batch:
                           cache=self.cache, use_cache=True).logits[:, -1]
 
 
+class _SlotLayer(DynamicLayer):
+    """One layer's view of a `_SlotBatch`: `update` writes the step's keys and values in place at the batch's next
+    column and returns the live rows and columns as views, so the cache is not copied per step."""
+
+    def __init__(self, owner: "_SlotBatch", index: int):
+        super().__init__()
+        self.owner, self.index = owner, index
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        o = self.owner
+        k, v = o.keys[self.index], o.values[self.index]
+        q = key_states.shape[-2]
+        k[:o.n, :, o.end:o.end + q] = key_states
+        v[:o.n, :, o.end:o.end + q] = value_states
+        self.keys, self.values = k[:o.n, :, o.start:o.end + q], v[:o.n, :, o.start:o.end + q]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.owner.end - self.owner.start
+
+
+class _SlotBatch:
+    """The live rows in preallocated buffers: per layer keys and values (slots x kv heads x capacity x head dim),
+    a mask (slots x capacity) and each slot's last position. Live rows are slots [0, n), live columns [start, end):
+    every row is right-aligned at `end`, its left padding masked. The buffers are not cleared when allocated (that
+    costs a pass over a gigabyte per call); instead every column attention reads holds either a model output or a
+    zero written when it became padding, so masked columns are always finite (a NaN there would survive the mask:
+    attention multiplies it by a zero weight)."""
+
+    def __init__(self, model, slots: int, capacity: int):
+        from transformers.cache_utils import Cache
+
+        self.model, self.slots, self.capacity = model, slots, capacity
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.n = self.start = self.end = 0
+        self.mask = torch.zeros((slots, capacity), dtype=torch.long, device=model.device)
+        self.last_pos = torch.zeros(slots, dtype=torch.long, device=model.device)
+        self.rows: list[int] = []  # output row of each live row
+        self.next: list[int] = []  # token each live row feeds at the next step
+        self.cache = None
+        self._cache_cls = Cache
+
+    def _allocate(self, prefill) -> None:
+        """Buffers shaped after a prefilled prompt's cache (kv heads, head dim, dtype), one pair per layer."""
+        for layer in prefill.layers:
+            shape = (self.slots, layer.keys.shape[1], self.capacity, layer.keys.shape[3])
+            self.keys.append(layer.keys.new_empty(shape))
+            self.values.append(layer.values.new_empty(shape))
+        self.cache = self._cache_cls(layers=[_SlotLayer(self, i) for i in range(len(self.keys))])
+
+    def _make_room(self, width: int) -> None:
+        """Room for `width` more columns after `end`: move the live columns to the front, or grow the buffers."""
+        live = self.end - self.start
+        if live + width > self.capacity:  # grow (rare: the capacity fits the longest prompt and its completion)
+            self.capacity = max(live + width, self.capacity * 3 // 2)
+            for bufs in (self.keys, self.values):
+                for i, b in enumerate(bufs):
+                    grown = b.new_empty((*b.shape[:2], self.capacity, b.shape[3]))
+                    grown[:, :, :live] = b[:, :, self.start:self.end]
+                    bufs[i] = grown
+            mask = self.mask.new_zeros((self.slots, self.capacity))
+            mask[:, :live] = self.mask[:, self.start:self.end]
+            self.mask = mask
+        elif self.start > 0:
+            for b in (*self.keys, *self.values):
+                b[:, :, :live] = b[:, :, self.start:self.end].clone()
+            self.mask[:, :live] = self.mask[:, self.start:self.end].clone()
+        else:
+            return
+        self.mask[:, live:] = 0
+        self.start, self.end = 0, live
+
+    def _pad(self, rows: slice, lo: int, hi: int) -> None:
+        """Columns [lo, hi) of these rows become padding: masked, and zero."""
+        if hi > lo:
+            self.mask[rows, lo:hi] = 0
+            for b in (*self.keys, *self.values):
+                b[rows, :, lo:hi] = 0
+
+    def join(self, cache, length: int, rows: list[int], tokens: list[int]) -> None:
+        """A prefilled prompt's rows (its cache holds `len(rows)` rows of `length` columns) enter at slots n, n+1,
+        ...; its columns end at `end` with the live rows'."""
+        if not self.keys:
+            self._allocate(cache)
+        c = len(rows)
+        if self.n == 0:
+            self.start = self.end = 0
+            self.mask.zero_()
+        if self.end - length < 0:  # longer than the room before `end`: shift the live columns right
+            if self.end + (length - self.end) + 1 > self.capacity:
+                self._make_room(length - self.end + 1)
+            shift = length - self.end
+            if shift > 0:
+                for b in (*self.keys, *self.values):
+                    b[:self.n, :, self.start + shift:self.end + shift] = b[:self.n, :, self.start:self.end].clone()
+                self.mask[:self.n, self.start + shift:self.end + shift] = self.mask[:self.n, self.start:self.end].clone()
+                self.start, self.end = self.start + shift, self.end + shift
+        first = self.end - length
+        if first < self.start:  # the new rows reach left of the live columns: the others are padding there
+            self._pad(slice(0, self.n), first, self.start)
+            self.start = first
+        new = slice(self.n, self.n + c)
+        self._pad(new, self.start, first)
+        for i, layer in enumerate(cache.layers):
+            self.keys[i][new, :, first:self.end] = layer.keys
+            self.values[i][new, :, first:self.end] = layer.values
+        self.mask[new] = 0
+        self.mask[new, first:self.end] = 1
+        self.last_pos[new] = length - 1
+        self.n += c
+        self.rows += rows
+        self.next += tokens
+
+    def keep(self, keep: list[int]) -> None:
+        """Keep only the live rows at these positions: the last live rows move into the places of those that
+        leave (one row's cache copied each), then the left padding no live row needs is dropped."""
+        if len(keep) == self.n:
+            return
+        n = len(keep)
+        gone = sorted(set(range(self.n)) - set(keep))
+        holes = [p for p in gone if p < n]
+        movers = [p for p in keep if p >= n]
+        if holes:
+            dst = torch.tensor(holes, device=self.model.device)
+            src = torch.tensor(movers, device=self.model.device)
+            cols = slice(self.start, self.end)
+            for b in (*self.keys, *self.values):
+                b[dst, :, cols] = b[src, :, cols]
+            self.mask[dst] = self.mask[src]
+            self.last_pos[dst] = self.last_pos[src]
+            for h, m in zip(holes, movers):
+                self.rows[h], self.next[h] = self.rows[m], self.next[m]
+        self.n = n
+        del self.rows[n:], self.next[n:]
+        if n == 0:
+            self.start = self.end = 0
+            return
+        used = self.mask[:n, self.start:self.end].any(0).nonzero()
+        self.start += int(used[0]) if len(used) else self.end - self.start
+
+    def step(self) -> torch.Tensor:
+        if self.end + 1 > self.capacity:
+            self._make_room(1)
+        n = self.n
+        self.mask[:n, self.end] = 1
+        self.last_pos[:n] += 1
+        ids = torch.tensor(self.next, device=self.model.device).unsqueeze(1)
+        logits = self.model(input_ids=ids, attention_mask=self.mask[:n, self.start:self.end + 1].contiguous(),
+                            position_ids=self.last_pos[:n].unsqueeze(1), cache=self.cache, use_cache=True).logits[:, -1]
+        self.end += 1
+        return logits
+
+
 @torch.inference_mode()
 def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: set[int],
              stopped: Callable[[list[int]], bool] | None = None, sampling: list[RowSampling] | None = None,
@@ -146,7 +311,12 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eo
                 on_finish(i, out[i * copies:(i + 1) * copies])
         return done[row]
 
-    batch = _Batch(model)
+    if all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers):
+        # room for the longest prompt and its completion, and some steps before the live columns move to the front
+        capacity = max(map(len, prompts), default=1) + max_new_tokens + 64
+        batch = _SlotBatch(model, max(max_rows, copies), capacity)
+    else:
+        batch = _ConcatBatch(model)
 
     def admit(i: int) -> None:
         """Prefill prompt i alone, pick its first tokens, and let its unfinished rows join the batch."""

@@ -33,22 +33,20 @@ def encode(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False).input_ids
 
 
-class TransformersBackend:
-    def __init__(self, loaded: LoadedModel, spec: PromptSpec, batch_size: int, samples: int, temperature: float,
-                 seed: int, ppl: bool):
-        self.model, self.tok = loaded.model, loaded.tokenizer
-        self.spec, self.samples, self.temperature, self.seed, self.ppl = spec, samples, temperature, seed, ppl
-        self.batch_size = batch_size
-        self.identity = {"backend": "transformers", **loaded.identity, "dtype": loaded.dtype,
-                         "adapters": loaded.adapters}
-        self.eos_ids = self._end_ids()
+class TokenizedBackend:
+    """What every backend that tokenizes locally shares (transformers, llama.cpp): the prompt's text and token
+    ids, the end-of-sequence ids, the stop-string check and the completion text, so that two backends fed the same
+    model and problems see the same tokens and judge their outputs by the same rules."""
 
-    def _end_ids(self) -> set[int]:
-        """End-of-sequence ids: the tokenizer's and the generation config's, plus every stop string that the
-        tokenizer writes as one special token (it would be skipped when the text is decoded)."""
-        ids = {self.tok.eos_token_id}
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+    def __init__(self, tok, spec: PromptSpec, samples: int, temperature: float, seed: int, extra_eos=()):
+        self.tok, self.spec, self.samples, self.temperature, self.seed = tok, spec, samples, temperature, seed
+        self.eos_ids = self._end_ids(extra_eos)
+
+    def _end_ids(self, extra_eos) -> set[int]:
+        """End-of-sequence ids: the tokenizer's and the model's own (`extra_eos`: its generation config's), plus
+        every stop string that the tokenizer writes as one special token (it would be skipped when the text is
+        decoded)."""
+        ids = {self.tok.eos_token_id, *extra_eos}
         special = set(self.tok.all_special_tokens)
         for s in self.spec.stop:
             if s in special:
@@ -62,9 +60,9 @@ class TransformersBackend:
     def _encode(self, text: str) -> list[int]:
         return encode(self.tok, text)
 
-    def prepare(self, items: list[Item]) -> None:
-        """Tokenize every prompt up front, so that a prompt too long for the model is an input error."""
-        limit = getattr(self.model.config, "max_position_embeddings", None)
+    def prepare(self, items: list[Item], limit: int | None = None) -> None:
+        """Tokenize every prompt up front, so that a prompt too long for the model (`limit` positions) is an input
+        error."""
         for it in items:
             it.prompt_ids = self._encode(self._text(it.prompt))
             if limit and len(it.prompt_ids) + self.spec.max_new_tokens > limit:
@@ -81,6 +79,21 @@ class TransformersBackend:
         body = tokens[:-1] if finish == "eos" else tokens
         return Completion(cut_at_stop(self.tok.decode(body, skip_special_tokens=True), self.spec.stop), finish,
                           len(tokens))
+
+
+class TransformersBackend(TokenizedBackend):
+    def __init__(self, loaded: LoadedModel, spec: PromptSpec, batch_size: int, samples: int, temperature: float,
+                 seed: int, ppl: bool):
+        self.model = loaded.model
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        super().__init__(loaded.tokenizer, spec, samples, temperature, seed,
+                         gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        self.ppl, self.batch_size = ppl, batch_size
+        self.identity = {"backend": "transformers", **loaded.identity, "dtype": loaded.dtype,
+                         "adapters": loaded.adapters}
+
+    def prepare(self, items: list[Item], limit: int | None = None) -> None:
+        super().prepare(items, limit or getattr(self.model.config, "max_position_embeddings", None))
 
     def _sampling(self, batch: list[Item]) -> list[RowSampling]:
         import torch

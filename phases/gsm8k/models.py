@@ -126,24 +126,42 @@ def identity(source: ModelSource, model) -> dict:
     return out
 
 
+@contextmanager
+def _load_errors(spec: str):
+    """A model or tokenizer that cannot be loaded is the user's input error, named by its --model."""
+    try:
+        with _quiet_transformers():
+            yield
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--model {spec}: could not load a causal LM ({first})",
+                         "check the id or path; hub ids need the network or a local cache") from None
+
+
+def load_tokenizer(spec: str):
+    """The model's tokenizer alone (from a .gguf file: the one transformers rebuilds from its metadata)."""
+    from transformers import AutoTokenizer
+
+    source = resolve_source(spec)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    with _load_errors(spec):
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(spec: str, dtype: str, device) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     source = resolve_source(spec)
     resolved = resolve_dtype(dtype, device)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    with _quiet_transformers():
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source.location, dtype=getattr(torch, resolved), **kwargs)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"--model {spec}: could not load a causal LM ({first})",
-                             "check the id or path; hub ids need the network or a local cache") from None
+    tokenizer = load_tokenizer(spec)
+    with _load_errors(spec):
+        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=getattr(torch, resolved), **kwargs)
     model.to(device).eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model, tokenizer, resolved, identity(source, model))
 
 

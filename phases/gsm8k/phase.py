@@ -61,6 +61,14 @@ def check(c: EvalConfig) -> dict:
             if not isinstance(extra, dict):
                 raise InputError("--extra-body: not a JSON object", _EXTRA_BODY_HINT)
     else:
+        if c.backend == "llamacpp":
+            for opt, given, why in (("--adapter", c.adapters, "peft adapters load into transformers models"),
+                                    ("--ppl", c.ppl, "scoring given text is done by the transformers backend"),
+                                    ("--dtype", c.dtype != "auto", "the .gguf file's own quantised weights run"),
+                                    ("--device", c.device not in ("auto", "cpu"), "it runs on the CPU")):
+                if given:
+                    raise InputError(f"{opt} does not apply to --backend llamacpp ({why})",
+                                     f"drop {opt}, or use --backend transformers")
         for opt, given in (("--api-base", c.api_base), ("--extra-body", c.extra_body)):
             if given:
                 raise InputError(f"{opt} only applies to --backend openai", f"drop {opt} or add --backend openai")
@@ -150,6 +158,14 @@ def _backend(c: EvalConfig, spec: PromptSpec, extra: dict, items: list[Item]) ->
                              timeout=c.request_timeout, samples=c.samples, temperature=c.temperature, seed=c.seed,
                              extra_body=extra), "server"
     from phases.core.device import device_name, prepare
+    if c.backend == "llamacpp":
+        from phases.core.device import set_threads
+        from phases.gsm8k.llamacpp_backend import LlamaCppBackend
+
+        prepare("cpu", c.seed)
+        backend = LlamaCppBackend(c.model, spec, c.samples, c.temperature, c.seed, set_threads())
+        backend.prepare(items)
+        return backend, "cpu (llama.cpp)"
     from phases.gsm8k.hf_backend import TransformersBackend
     from phases.gsm8k.models import apply_adapters, load_model, parse_adapters, resolve_source
 

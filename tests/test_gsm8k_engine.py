@@ -1,0 +1,114 @@
+"""eval-gsm8k's decoding engine on the real small LLM in float32: its completions equal plain `model.generate`'s
+greedy ones, and its preallocated KV cache (`_SlotBatch`) decodes exactly what the concatenating cache does, through
+prompts joining longer than the batch's width, rows leaving, sampled copies, fixed groups, and buffers that run out
+of room (moved to the front, then grown)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from phases.gsm8k import engine
+
+MAX_NEW = 14
+
+
+@pytest.fixture(scope="module")
+def fp32(gguf):
+    """The shared model in float32 with its tokenizer, and chat prompts of 6 real test problems (89-173 tokens)."""
+    from phases.core.device import set_threads
+    from phases.gsm8k.config import EvalConfig
+    from phases.gsm8k.hf_backend import TransformersBackend
+    from phases.gsm8k.models import load_model
+    from phases.gsm8k.phase import _items
+    from phases.gsm8k.prompts import resolve_spec
+
+    before = torch.get_num_threads()
+    set_threads()
+    spec = resolve_spec("chat", max_new_tokens=MAX_NEW)
+    items, _ = _items(EvalConfig(model=str(gguf), preset="chat", n=6), spec)
+    loaded = load_model(str(gguf), "float32", torch.device("cpu"))
+    backend = TransformersBackend(loaded, spec, 4, 0, 0.0, 0, False)
+    backend.prepare(items)
+    yield backend, [it.prompt_ids for it in items]
+    torch.set_num_threads(before)
+
+
+def _decode(backend, prompts, concat: bool = False, **kwargs) -> list[list[int]]:
+    saved = engine._SlotBatch
+    if concat:
+        engine._SlotBatch = lambda model, slots, capacity: engine._ConcatBatch(model)
+    try:
+        out = engine.generate(backend.model, prompts, max_new_tokens=MAX_NEW, eos_ids=backend.eos_ids, **kwargs)
+    finally:
+        engine._SlotBatch = saved
+    return [g.tokens for g in out]
+
+
+def test_completions_equal_plain_model_generate(fp32):
+    backend, prompts = fp32
+    ours = _decode(backend, prompts[:4], max_rows=2)  # rows leave and prompts join mid-decode
+    with torch.inference_mode():
+        for ids, tokens in zip(prompts[:4], ours):
+            out = backend.model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids),
+                                         dtype=torch.long), max_new_tokens=MAX_NEW, do_sample=False,
+                                         eos_token_id=sorted(backend.eos_ids), pad_token_id=backend.tok.pad_token_id)
+            assert out[0, len(ids):].tolist() == tokens
+
+
+@pytest.mark.parametrize("kwargs", [{"max_rows": 3}, {"max_rows": 3, "copies": 2}, {"max_rows": 4, "copies": 3},
+                                    {"max_rows": 3, "early_leave": False}], ids=str)
+def test_preallocated_cache_decodes_what_the_concatenated_one_does(fp32, kwargs):
+    backend, prompts = fp32
+    prompts = list(prompts)
+    random.Random(1).shuffle(prompts)  # unsorted: prompts join that are longer than the batch's live width
+    copies = kwargs.get("copies", 1)
+
+    def run(concat):
+        sampling = None
+        if copies > 1:  # copy 0 greedy, the others sampled, each row from its own seeded generator
+            sampling = [engine.RowSampling(0.9 if j else 0.0, torch.Generator().manual_seed(100 * i + j))
+                        for i in range(len(prompts)) for j in range(copies)]
+        return _decode(backend, prompts, concat, sampling=sampling, **kwargs)
+
+    assert run(False) == run(True)
+
+
+def test_buffers_that_run_out_of_room_move_then_grow(fp32):
+    """The batch driven by hand with a capacity far too small: the buffers grow, and once a row has left, the live
+    columns move to the front; every step's logits match the concatenating batch's under the same joins and leaves
+    (each batch keeps its own row order: rows are matched by their output row)."""
+    from transformers import DynamicCache
+
+    backend, prompts = fp32
+    model = backend.model
+    slot, concat = engine._SlotBatch(model, 3, 60), engine._ConcatBatch(model)
+    events = []
+    with torch.inference_mode():
+        def join(i):
+            for batch in (slot, concat):
+                cache = DynamicCache(config=model.config)
+                logits = model(input_ids=torch.tensor([prompts[i]]), cache=cache, use_cache=True, logits_to_keep=1)
+                batch.join(cache, len(prompts[i]), [i], logits.logits[:, -1].argmax(-1).tolist())
+
+        join(0)
+        for k in range(120):
+            start, capacity = slot.start, slot.capacity
+            a, b = slot.step(), concat.step()
+            if slot.capacity > capacity:
+                events.append("grown")
+            elif slot.start < start:
+                events.append("moved")
+            order = [concat.rows.index(r) for r in slot.rows]
+            torch.testing.assert_close(a, b[order], rtol=1e-4, atol=1e-4)
+            slot.next, concat.next = a.argmax(-1).tolist(), b.argmax(-1).tolist()
+            if k in (2, 5):
+                join(k // 2)  # prompts join, one longer than the live width
+            if k == 8:
+                for batch in (slot, concat):
+                    batch.keep([1, 2])  # the first row leaves (the last moves into its slot), padding is trimmed
+            if "grown" in events and "moved" in events:
+                break
+    assert "grown" in events and "moved" in events, events
