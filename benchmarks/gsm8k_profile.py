@@ -128,12 +128,12 @@ def main() -> None:
         return generate(backend.model, prompts, max_new_tokens=spec.max_new_tokens, eos_ids=backend.eos_ids,
                         stopped=backend._stopped, max_rows=args.batch_size)
 
+    timers = Timers()
+    undo = instrument(backend, timers)
     if args.cache == "concat":
         from phases.gsm8k import engine
 
         engine._SlotBatch = lambda model, slots, capacity: engine._ConcatBatch(model)
-    timers = Timers()
-    undo = instrument(backend, timers)
     t0 = time.perf_counter()
     out = run()
     wall = time.perf_counter() - t0
