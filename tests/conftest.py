@@ -1,7 +1,7 @@
 """Shared test setup: real data from ../shared (NLAB_DATA_DIR), nothing written outside temporary folders, no hub.
 
 Every test runs with NLAB_HOME set to its own temporary folder, so run folders, checkpoints and downloads land
-there; caches of Hugging Face and matplotlib go to a session temporary folder."""
+there; caches of Hugging Face, matplotlib and nlab's GGUF conversions go to a session temporary folder."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ _SHARED = ROOT.parent / "shared"
 _cache = Path(tempfile.mkdtemp(prefix="nlab-test-cache-"))
 os.environ.setdefault("HF_HOME", str(_cache / "hf"))
 os.environ.setdefault("MPLCONFIGDIR", str(_cache / "mpl"))
+# the shared GGUF is converted once per session (phases/gsm8k/gguf_cache.py), never into the user's cache
+os.environ["NLAB_CACHE_DIR"] = str(_cache / "nlab")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

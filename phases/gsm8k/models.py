@@ -113,10 +113,10 @@ def _quiet_transformers():
             gguf_utils.tqdm = bar
 
 
-def identity(source: ModelSource, model) -> dict:
+def identity(source: ModelSource, model, sha256: str | None = None) -> dict:
     out = {"kind": source.kind, "location": source.location}
     if source.kind == "gguf":
-        out.update(gguf_file=source.gguf_file, sha256=sha256_file(Path(source.location) / source.gguf_file))
+        out.update(gguf_file=source.gguf_file, sha256=sha256 or sha256_file(Path(source.location) / source.gguf_file))
     elif source.kind == "hub":
         out["revision"] = getattr(model.config, "_commit_hash", None)
     else:
@@ -138,31 +138,78 @@ def _load_errors(spec: str):
                          "check the id or path; hub ids need the network or a local cache") from None
 
 
-def load_tokenizer(spec: str):
-    """The model's tokenizer alone (from a .gguf file: the one transformers rebuilds from its metadata)."""
+def _gguf(source: ModelSource) -> tuple[Path, str, Path | None]:
+    """A .gguf source's file, its sha256 and its conversion cache folder (phases/gsm8k/gguf_cache.py)."""
+    from phases.gsm8k import gguf_cache
+
+    path = Path(source.location) / source.gguf_file
+    sha = sha256_file(path)
+    return path, sha, gguf_cache.entry(path, sha)
+
+
+def _tokenizer(location: str, **kwargs):
     from transformers import AutoTokenizer
 
-    source = resolve_source(spec)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    with _load_errors(spec):
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
+def load_tokenizer(spec: str):
+    """The model's tokenizer alone (from a .gguf file: the one transformers rebuilds from its metadata, or its
+    cached conversion)."""
+    from phases.gsm8k import gguf_cache
+
+    source = resolve_source(spec)
+    with _load_errors(spec):
+        if source.kind == "gguf":
+            _, _, cached = _gguf(source)
+            if gguf_cache.ready(cached):
+                try:
+                    return _tokenizer(str(cached))
+                except Exception:  # noqa: BLE001 - a damaged entry (any reader error): the file's own tokenizer
+                    pass
+            return _tokenizer(source.location, gguf_file=source.gguf_file)
+        return _tokenizer(source.location)
+
+
 def load_model(spec: str, dtype: str, device) -> LoadedModel:
+    """The model in `dtype` on `device`, its tokenizer and identity. A .gguf file is converted by transformers
+    (dequantized to float32) the first time and read from the conversion cache afterwards; the weights are the
+    same either way (tested)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from phases.gsm8k import gguf_cache
+
     source = resolve_source(spec)
     resolved = resolve_dtype(dtype, device)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    tokenizer = load_tokenizer(spec)
+    sha = None
     with _load_errors(spec):
-        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=getattr(torch, resolved), **kwargs)
+        if source.kind != "gguf":
+            tokenizer = _tokenizer(source.location)
+            model = AutoModelForCausalLM.from_pretrained(source.location, dtype=getattr(torch, resolved))
+        else:
+            path, sha, cached = _gguf(source)
+            model = None
+            if gguf_cache.ready(cached):
+                try:
+                    tokenizer = _tokenizer(str(cached))
+                    model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=getattr(torch, resolved))
+                except Exception:  # noqa: BLE001 - a damaged entry (any reader error): convert the file again
+                    model, cached = None, None
+            if model is None:
+                tokenizer = _tokenizer(source.location, gguf_file=source.gguf_file)
+                # converted in float32 when it is to be cached (cast afterwards: the same weights as a direct load)
+                model = AutoModelForCausalLM.from_pretrained(
+                    source.location, gguf_file=source.gguf_file,
+                    dtype=torch.float32 if cached is not None else getattr(torch, resolved))
+                if cached is not None:
+                    gguf_cache.store(cached, model, tokenizer, path, sha)
+                    model = model.to(getattr(torch, resolved))
     model.to(device).eval()
-    return LoadedModel(model, tokenizer, resolved, identity(source, model))
+    return LoadedModel(model, tokenizer, resolved, identity(source, model, sha))
 
 
 def parse_adapters(specs: list[str]) -> list[tuple[str, Path]]:
