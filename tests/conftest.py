@@ -28,6 +28,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["NLAB_NO_PROGRESS"] = "1"
+# Under pytest-xdist (`make test` runs one worker per core, files kept whole per worker) the cores are divided
+# between the workers, as seed-sweep divides them between its seeds: torch threads that outnumber the cores
+# spin against each other. Every nlab process a test starts inherits the share through NLAB_NUM_THREADS.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ.setdefault("NLAB_NUM_THREADS", str(_share))
+    import torch
+
+    torch.set_num_threads(int(os.environ["NLAB_NUM_THREADS"]))
 if not os.environ.get("NLAB_DATA_DIR") and (_SHARED / "data").is_dir():
     os.environ["NLAB_DATA_DIR"] = str(_SHARED / "data")
 

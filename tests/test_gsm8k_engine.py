@@ -1,7 +1,8 @@
 """eval-gsm8k's decoding engine on the real small LLM in float32: its completions equal plain `model.generate`'s
 greedy ones, and its preallocated KV cache (`_SlotBatch`) decodes exactly what the concatenating cache does, through
 prompts joining longer than the batch's width, rows leaving, sampled copies, fixed groups, and buffers that run out
-of room (moved to the front, then grown)."""
+of room (moved to the front, then grown). The cache comparisons run on the model's first 4 layers (the real
+weights, architecture and cache classes; 30 layers would only repeat the same cache code 7 times slower)."""
 
 from __future__ import annotations
 
@@ -36,12 +37,26 @@ def fp32(gguf):
     torch.set_num_threads(before)
 
 
-def _decode(backend, prompts, concat: bool = False, **kwargs) -> list[list[int]]:
+@pytest.fixture(scope="module")
+def sliced(fp32):
+    """The same backend with the model cut to its first 4 decoder layers."""
+    import copy
+
+    backend, prompts = fp32
+    model = copy.deepcopy(backend.model)
+    model.model.layers = model.model.layers[:4]
+    model.config.num_hidden_layers = 4
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:4]
+    return copy.copy(backend), prompts, model
+
+
+def _decode(backend, prompts, concat: bool = False, model=None, **kwargs) -> list[list[int]]:
     saved = engine._SlotBatch
     if concat:
         engine._SlotBatch = lambda model, slots, capacity: engine._ConcatBatch(model)
     try:
-        out = engine.generate(backend.model, prompts, max_new_tokens=MAX_NEW, eos_ids=backend.eos_ids, **kwargs)
+        out = engine.generate(model or backend.model, prompts, max_new_tokens=MAX_NEW, eos_ids=backend.eos_ids, **kwargs)
     finally:
         engine._SlotBatch = saved
     return [g.tokens for g in out]
@@ -60,8 +75,8 @@ def test_completions_equal_plain_model_generate(fp32):
 
 @pytest.mark.parametrize("kwargs", [{"max_rows": 3}, {"max_rows": 3, "copies": 2}, {"max_rows": 4, "copies": 3},
                                     {"max_rows": 3, "early_leave": False}], ids=str)
-def test_preallocated_cache_decodes_what_the_concatenated_one_does(fp32, kwargs):
-    backend, prompts = fp32
+def test_preallocated_cache_decodes_what_the_concatenated_one_does(sliced, kwargs):
+    backend, prompts, model = sliced
     prompts = list(prompts)
     random.Random(1).shuffle(prompts)  # unsorted: prompts join that are longer than the batch's live width
     copies = kwargs.get("copies", 1)
@@ -71,19 +86,18 @@ def test_preallocated_cache_decodes_what_the_concatenated_one_does(fp32, kwargs)
         if copies > 1:  # copy 0 greedy, the others sampled, each row from its own seeded generator
             sampling = [engine.RowSampling(0.9 if j else 0.0, torch.Generator().manual_seed(100 * i + j))
                         for i in range(len(prompts)) for j in range(copies)]
-        return _decode(backend, prompts, concat, sampling=sampling, **kwargs)
+        return _decode(backend, prompts, concat, model=model, sampling=sampling, **kwargs)
 
     assert run(False) == run(True)
 
 
-def test_buffers_that_run_out_of_room_move_then_grow(fp32):
+def test_buffers_that_run_out_of_room_move_then_grow(sliced):
     """The batch driven by hand with a capacity far too small: the buffers grow, and once a row has left, the live
     columns move to the front; every step's logits match the concatenating batch's under the same joins and leaves
     (each batch keeps its own row order: rows are matched by their output row)."""
     from transformers import DynamicCache
 
-    backend, prompts = fp32
-    model = backend.model
+    backend, prompts, model = sliced
     slot, concat = engine._SlotBatch(model, 3, 60), engine._ConcatBatch(model)
     events = []
     with torch.inference_mode():

@@ -68,7 +68,10 @@ def names(rows: list[dict]) -> set[str]:
     return {Path(r["run_dir"]).name.split("-")[-1] for r in rows}
 
 
-def test_list_finds_every_run_with_its_status(runs):
+def test_list_finds_every_run_with_its_status(runs, monkeypatch):
+    from phases.core import render
+
+    monkeypatch.setattr(render.console(), "width", 300)  # long temporary paths must not wrap the status column
     rows = {Path(r["run_dir"]): r for r in listed()}
     assert set(rows) == set(runs.values())
     status = {name: rows[d]["status"] for name, d in runs.items()}
