@@ -30,9 +30,10 @@ def examples(args, tok):
     from phases.gsm8k.prompts import resolve_spec
     from phases.lora import data
     from phases.lora.config import TrainLoraConfig
+    from phases.lora.phase import preset_of
 
     c = TrainLoraConfig(model=str(args.model), max_length=args.max_length)
-    spec = resolve_spec(c.preset)
+    spec = resolve_spec(preset_of(c))
     problems = data.read_problems(c)
     shots = data.shots_for(spec, problems.train, len(problems.train), exclude_self=True)
     return data.encode_examples(tok, spec, problems.train, shots, "train", c.max_length)[0], c
