@@ -63,10 +63,11 @@ $(LLAMA_DIR)/.built: locks/llamacpp-source.txt locks/build-llamacpp.txt
 demo: setup
 	$(BIN)/nlab train-moe --json | $(BIN)/nlab analyze-history -
 
-# One pytest-xdist worker per core, each test file whole on one worker (its module fixtures load the model once);
+# One pytest-xdist worker per core (at most 4: each may hold a few GB of model), each test file whole on one worker
+# (its module fixtures load the model once);
 # tests/conftest.py divides the cores' threads between the workers.
 test: setup-test
-	$(PY) -m pytest -q -n auto --dist loadfile
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # Regenerate locks/ from pyproject.toml with uv (pinned here). Existing pins are kept where pyproject.toml still
 # admits them (a new dependency moves nothing else); `make lock UPGRADE=1` resolves the newest releases instead.
