@@ -34,9 +34,9 @@ os.environ["NLAB_NO_PROGRESS"] = "1"
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     os.environ.setdefault("NLAB_NUM_THREADS", str(_share))
-    import torch
+    from phases.core.device import set_threads
 
-    torch.set_num_threads(int(os.environ["NLAB_NUM_THREADS"]))
+    set_threads()  # this worker's own torch too, as every nlab command sets it
 if not os.environ.get("NLAB_DATA_DIR") and (_SHARED / "data").is_dir():
     os.environ["NLAB_DATA_DIR"] = str(_SHARED / "data")
 
