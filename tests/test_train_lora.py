@@ -197,6 +197,15 @@ def test_the_adapter_loads_in_eval_gsm8k_and_reproduces_its_outputs(finetune, gg
     base = {r["id"]: r["completion"] for r in jsonl(run / "base_test_predictions.jsonl")}
     assert evaluated == tuned
     assert tuned != base
+    # a train-lora run folder compares with an eval-gsm8k one: its test predictions, labelled with its adapter
+    code, stdout, stderr = invoke("eval-gsm8k", "--compare", str(run), str(tmp_path / "eval"), "--out",
+                                  str(tmp_path / "cmp"), "--json")
+    assert code == 0, stderr
+    m = json.loads(stdout)
+    assert m["n"] == 3 and m["split"] == "test"
+    assert m["strict_acc_a"] == finetune["test_strict_acc"] == m["strict_acc_b"]
+    assert m["strict_solved_only_by_a"] == m["strict_solved_only_by_b"] == 0
+    assert finetune["best_adapter"] in m["label_a"] and "tuned" in m["label_b"]
 
 
 @pytest.fixture(scope="module")

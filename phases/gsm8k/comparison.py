@@ -1,6 +1,9 @@
 """`eval-gsm8k --compare RUN_A RUN_B`: which problems one run solves and the other does not, McNemar's exact
 test on those discordant pairs (the verdict: p < ALPHA), the accuracy difference with a paired bootstrap interval,
-and both accuracies at each checkpoint, on the problems both runs evaluated (phases/core/compare.py)."""
+and both accuracies at each checkpoint, on the problems both runs evaluated (phases/core/compare.py).
+
+A run is an eval-gsm8k run folder or a train-lora one run with `--test-n`: its predictions.jsonl is the test
+evaluation of the adapter it chose on validation, so two fine-tunes compare directly."""
 
 from __future__ import annotations
 
@@ -19,34 +22,47 @@ from phases.gsm8k.prompts import EXTRACTIONS
 
 PHASE = "compare-gsm8k"
 ALPHA = 0.05
+LORA_PHASE = "train-lora"  # not imported: phases.lora builds on this package
 
 
 def _load(path: str, which: str) -> dict:
     run = load_run_dir(path)
-    if run["manifest"].get("phase") != EVAL_PHASE:
-        raise InputError(f"--compare {path}: run {which} is a {run['manifest'].get('phase')!r} run, not eval-gsm8k",
-                         "pass two eval-gsm8k run folders")
+    phase = run["manifest"].get("phase")
+    if phase not in (EVAL_PHASE, LORA_PHASE):
+        raise InputError(f"--compare {path}: run {which} is a {phase!r} run, not eval-gsm8k or train-lora",
+                         "pass two eval-gsm8k run folders, or train-lora run folders that ran --test-n")
     if run["config"].get("route"):
         raise InputError(f"--compare {path}: run {which} is a --route run (several adapters per problem)",
                          "compare runs of one model or adapter; a --route run's metrics hold its own comparison")
     preds = Path(path) / Run.PREDICTIONS
     if not preds.is_file():
-        raise InputError(f"--compare {path}: run {which} has no predictions.jsonl",
-                         "pass a run that evaluated problems")
+        fix = ("rerun it with --test-n N (its chosen adapter on N test problems), or evaluate an adapter with "
+               "eval-gsm8k --adapter" if phase == LORA_PHASE else "pass a run that evaluated problems")
+        raise InputError(f"--compare {path}: run {which} has no predictions.jsonl", fix)
     run["records"] = {r["id"]: r for r in iter_jsonl(preds)}
+    # a train-lora run's predictions are its test evaluation; each record names its split
+    run["split"] = run["config"].get("split") or next((r.get("split") for r in run["records"].values()), None)
     return run
 
 
 def _label(run: dict) -> str:
     c = run["config"]
     preset = (c.get("resolved") or {}).get("prompt", {}).get("name") or c.get("preset")
-    return f"{Path(str(c.get('model', '?'))).name} / {preset} ({run['dir'].name})"
+    if run["manifest"].get("phase") == LORA_PHASE:
+        adapter = (run["metrics"] or {}).get("best_adapter")
+    else:  # NAME=PATH or PATH; a path shortened to its run folder and step
+        given = c.get("adapters") or []
+        adapter = c.get("use_adapter") or (given[0] if len(given) == 1 else None)
+        if adapter and "=" not in adapter:
+            adapter = "/".join(Path(adapter).parts[-3:])
+    tuned = f" + {adapter}" if adapter else ""
+    return f"{Path(str(c.get('model', '?'))).name}{tuned} / {preset} ({run['dir'].name})"
 
 
 def run(config: CompareConfig) -> dict:
     check_options(config)
     a, b = _load(config.run_a, "A"), _load(config.run_b, "B")
-    split_a, split_b = a["config"].get("split"), b["config"].get("split")
+    split_a, split_b = a["split"], b["split"]
     if split_a != split_b:
         raise InputError(f"--compare: run A evaluated the {split_a} split and run B the {split_b} split",
                          "compare runs on the same split")
