@@ -174,6 +174,8 @@ def test_route_oracle_router_and_resume(gguf, preloaded, loaded, tmp_path):
     assert m["router_vs_best_mcnemar_p"] == paired["mcnemar_p"] and m["router_vs_best_diff"] == paired["diff"]
     assert set(m["per_dataset"]) == {"sst2-qa", "scan-qa"} and all(v["n"] == 2 for v in m["per_dataset"].values())
     assert m["per_adapter"]["a"]["n"] == 4
+    # history points name the run's datasets as their task (analyze-history groups by it), not gsm8k
+    assert {p["task"] for p in lines(run_dir / "history.jsonl")} == {"sst2-qa,scan-qa"}
 
     # resume after an interruption in adapter b's pass: only its missing window is decoded again
     passes = run_dir / "adapters" / "b.eval.jsonl"

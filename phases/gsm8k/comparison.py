@@ -92,10 +92,10 @@ def run(config: CompareConfig) -> dict:
                         f"{ext}_diff": c["diff"], f"{ext}_diff_low": c["diff_low"], f"{ext}_diff_high": c["diff_high"],
                         f"{ext}_verdict": c["verdict"],
                         f"{ext}_ids_only_a": c["ids_only_a_right"], f"{ext}_ids_only_b": c["ids_only_b_right"]})
-    checkpoints = []
+    checkpoints, task = [], a["config"].get("dataset") or "gsm8k"
     for step in sorted({*range(k, len(common) + 1, k), len(common)}):
         ids = common[:step]
-        point = {"step": step, "split": split_a, "task": "gsm8k"}
+        point = {"step": step, "split": split_a, "task": task}
         for ext in EXTRACTIONS:
             point[f"{ext}_acc_a"] = sum(bool(ra[i][f"{ext}_correct"]) for i in ids) / step
             point[f"{ext}_acc_b"] = sum(bool(rb[i][f"{ext}_correct"]) for i in ids) / step

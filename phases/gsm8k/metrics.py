@@ -76,12 +76,12 @@ def accuracies(records: list[dict]) -> dict:
     return out
 
 
-def checkpoint(step: int, records: list[dict], split: str, stage: str | None = None) -> dict:
+def checkpoint(step: int, records: list[dict], split: str, stage: str | None = None, task: str = "gsm8k") -> dict:
     """A history.jsonl point: accuracies over the first `step` problems (dataset order); `stage` names the pass
-    of a --route run (`<adapter>/<part>`)."""
+    of a --route run (`<adapter>/<part>`), `task` the run's --dataset (analyze-history groups points by it)."""
     acc = accuracies(records)
     acc.pop("n")
-    return {"step": step, "split": split, **({"stage": stage} if stage else {}), "task": "gsm8k", "n": len(records),
+    return {"step": step, "split": split, **({"stage": stage} if stage else {}), "task": task, "n": len(records),
             **acc}
 
 
