@@ -256,6 +256,12 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(gguf, preloaded, train_
         assert code == 2 and ("these differ" in stderr or "completed" in stderr), stderr
     assert (killed / "metrics.json").read_bytes() == before
 
+    # without --test-n a train-lora run has no test records to compare: exit 2, the fix named, nothing written
+    code, _, stderr = invoke("eval-gsm8k", "--compare", str(killed), str(tmp_path / "full"), "--out",
+                             str(tmp_path / "cmp"))
+    assert code == 2 and "has no predictions.jsonl" in stderr and "--test-n" in stderr, stderr
+    assert not (tmp_path / "cmp").exists()
+
 
 def test_a_target_module_the_model_lacks_is_named_with_the_ones_it_has(gguf, preloaded, tmp_path, nlab_home):
     code, _, stderr = invoke("train-lora", "--model", str(gguf), "--target-modules", "q_proj,c_attn", *TINY,
