@@ -76,7 +76,7 @@ def accuracies(records: list[dict]) -> dict:
     return out
 
 
-def checkpoint(step: int, records: list[dict], split: str, stage: str | None = None, task: str = "gsm8k") -> dict:
+def checkpoint(step: int, records: list[dict], split: str, task: str, stage: str | None = None) -> dict:
     """A history.jsonl point: accuracies over the first `step` problems (dataset order); `stage` names the pass
     of a --route run (`<adapter>/<part>`), `task` the run's --dataset (analyze-history groups points by it)."""
     acc = accuracies(records)

@@ -211,7 +211,7 @@ def _evaluate(run_: Run, items: list[Item], backend: Backend, c: EvalConfig, spe
                 backend.run(window, set(records), emit)
             step = start + len(window)
             if (stage, step) not in logged:
-                point = checkpoint(step, [records[it.id] for it in items[:step]], split, stage, c.dataset)
+                point = checkpoint(step, [records[it.id] for it in items[:step]], split, c.dataset, stage)
                 run_.log(point)
                 bar.note(f"{stage + ' ' if stage else ''}{spec.primary} acc {point[spec.primary + '_acc']:.3f} "
                          f"at n={step}")
