@@ -4,6 +4,7 @@ the model's forward passes by operator class.
 
     python benchmarks/gsm8k_profile.py                     # 64 problems, batch 16, the default dtype
     python benchmarks/gsm8k_profile.py --n 16 --ops        # and the operator split of prefill and decode
+    python benchmarks/gsm8k_profile.py --kernels plain     # decode matmuls on the plain weights (before packed.py)
 
 Parts (wall seconds, measured with perf_counter around each; "other" is the rest: Python between the calls):
 - prefill forward: the model's forward over a prompt (every call with more than one token);
@@ -102,6 +103,9 @@ def main() -> None:
     ap.add_argument("--cache", choices=("slots", "concat"), default="slots",
                     help="the engine's preallocated cache (slots) or a growing concatenated one (concat, the engine "
                          "before it; what every model with sliding-window layers still uses)")
+    ap.add_argument("--kernels", choices=("packed", "plain"), default="packed",
+                    help="decode steps' matmuls on oneDNN-prepacked weights (packed, the engine's default on a CPU) or "
+                         "on the plain weights through MKL (plain, the engine before it)")
     ap.add_argument("--ops", action="store_true", help="also split the forward passes by operator (torch.profiler)")
     args = ap.parse_args()
 
@@ -126,7 +130,7 @@ def main() -> None:
 
     def run():
         return generate(backend.model, prompts, max_new_tokens=spec.max_new_tokens, eos_ids=backend.eos_ids,
-                        stopped=backend._stopped, max_rows=args.batch_size)
+                        stopped=backend._stopped, max_rows=args.batch_size, packed=args.kernels == "packed")
 
     timers = Timers()
     undo = instrument(backend, timers)
@@ -140,7 +144,8 @@ def main() -> None:
     undo()
     prompt_tokens = sum(map(len, prompts))
     new_tokens = sum(len(g.tokens) for g in out)
-    print(f"{len(items)} problems, {loaded.dtype}, batch {args.batch_size}, {threads} threads, {args.cache} cache: "
+    print(f"{len(items)} problems, {loaded.dtype}, batch {args.batch_size}, {threads} threads, {args.cache} cache, "
+          f"{args.kernels} decode matmuls: "
           f"{wall:.1f} s; "
           f"{prompt_tokens} prompt tokens, {new_tokens} generated")
     own = dict(timers.total)

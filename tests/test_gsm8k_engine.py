@@ -2,7 +2,9 @@
 greedy ones, and its preallocated KV cache (`_SlotBatch`) decodes exactly what the concatenating cache does, through
 prompts joining longer than the batch's width, rows leaving, sampled copies, fixed groups, and buffers that run out
 of room (moved to the front, then grown). The cache comparisons run on the model's first 4 layers (the real
-weights, architecture and cache classes; 30 layers would only repeat the same cache code 7 times slower)."""
+weights, architecture and cache classes; 30 layers would only repeat the same cache code 7 times slower). Decode
+steps' matmuls run on oneDNN-prepacked weights (packed.py): they agree with the plain ones to rounding, decode the
+same tokens, and are undone when the call returns."""
 
 from __future__ import annotations
 
@@ -126,3 +128,29 @@ def test_buffers_that_run_out_of_room_move_then_grow(sliced):
             if "grown" in events and "moved" in events:
                 break
     assert "grown" in events and "moved" in events, events
+
+
+def test_packed_decode_matmuls_agree_with_the_plain_ones_and_are_undone(sliced):
+    from torch.profiler import profile
+
+    from phases.gsm8k import packed
+
+    backend, prompts, model = sliced
+    assert packed.available()  # the lock's CPU torch has oneDNN
+    lin = model.model.layers[0].mlp.up_proj
+    few = torch.randn(2, 3, lin.in_features)  # a decode step's rows
+    many = torch.randn(1, packed.MAX_PACKED_ROWS + 1, lin.in_features)  # a prompt's
+    with torch.inference_mode():
+        plain_few, plain_many = lin(few), lin(many)
+        with packed.packed_linears(model):
+            assert "forward" in lin.__dict__
+            with profile() as prof:
+                packed_few = lin(few)
+            packed_many = lin(many)
+        assert "forward" not in lin.__dict__  # the class's forward again
+    assert any("linear_pointwise" in ev.key for ev in prof.key_averages())  # oneDNN's kernel did the work
+    torch.testing.assert_close(packed_few, plain_few, rtol=1e-5, atol=1e-5)
+    assert torch.equal(packed_many, plain_many)  # many rows keep the plain kernel
+
+    assert _decode(backend, prompts, model=model, max_rows=3) == \
+        _decode(backend, prompts, model=model, max_rows=3, packed=False)

@@ -16,7 +16,10 @@ DynamicCache) copies all of itself at every step, which profiling showed to be m
 1,100-token GSM8K prompts (benchmarks/gsm8k_profile.py). A row that leaves is replaced by the last live row (one
 row copied), trimming left padding moves a start index, and nothing moves when a prompt joins. Models whose cache
 layers are not all plain full-attention layers (sliding windows, linear attention) use `_ConcatBatch`, the
-concatenating cache."""
+concatenating cache.
+
+Decode steps multiply each weight by only a few rows; on a CPU they run through oneDNN with the weights prepacked
+for the length of the call (packed.py), which profiling showed to halve their matmul time."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from typing import Callable, Sequence
 
 import torch
 from transformers.cache_utils import DynamicLayer
+
+from phases.gsm8k.packed import packed_linears
 
 
 @dataclass
@@ -273,7 +278,7 @@ class _SlotBatch:
 @torch.inference_mode()
 def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eos_ids: set[int],
              stopped: Callable[[list[int]], bool] | None = None, sampling: list[RowSampling] | None = None,
-             copies: int = 1, max_rows: int = 16, early_leave: bool = True,
+             copies: int = 1, max_rows: int = 16, early_leave: bool = True, packed: bool = True,
              on_finish: Callable[[int, list[Generated]], None] | None = None) -> list[Generated]:
     """Decode `copies` continuations of each prompt, at most `max_rows` rows at a time, prompts taken in the
     order given. Row `i * copies + j` of the result is copy j of prompt i (the prompt is prefilled once and its
@@ -282,7 +287,15 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eo
     copy of prompt i is done.
 
     `early_leave=False` admits the prompts in fixed groups of `max_rows // copies` and keeps finished rows in the
-    batch until the whole group is done, as `model.generate` does: it exists to measure what leaving saves."""
+    batch until the whole group is done, as `model.generate` does: it exists to measure what leaving saves;
+    `packed=False` keeps decode steps on the plain weights (packed.py; to measure what packing saves)."""
+    with packed_linears(model, packed):
+        return _generate(model, prompts, max_new_tokens, eos_ids, stopped, sampling, copies, max_rows, early_leave,
+                         on_finish)
+
+
+def _generate(model, prompts, max_new_tokens, eos_ids, stopped, sampling, copies, max_rows, early_leave,
+              on_finish) -> list[Generated]:
     from transformers import DynamicCache
 
     rows = len(prompts) * copies
