@@ -14,9 +14,9 @@ Parts (wall seconds, measured with perf_counter around each; "other" is the rest
 - cache joins / trims: a prefilled prompt's cache joining the batch; finished rows leaving and padding trimmed;
 - sampling: picking the next tokens from the logits (argmax, or multinomial per sampled row);
 - stop checks: whether a row's text completes a stop string.
---ops groups the profiler's self CPU time of the forward passes into matmul (mm, addmm, bmm, linear), attention
-(scaled dot-product attention kernels), copies and joins (cat, copy_, index ops, contiguous) and the rest
-(elementwise, norms, activations)."""
+--ops groups the profiler's self CPU time of the prefill and of the decode forward passes into matmul (mm, addmm,
+bmm, linear, oneDNN's packed linear), attention (scaled dot-product attention kernels), copies and joins (cat,
+copy_, index ops, contiguous) and the rest (elementwise, norms, activations)."""
 
 from __future__ import annotations
 
@@ -159,18 +159,34 @@ def main() -> None:
     print(f"{'other (Python)':<24} {other:8.2f} {other / wall:6.1%}")
 
     if args.ops:
+        from torch.autograd.profiler import record_function
         from torch.profiler import ProfilerActivity, profile
 
+        forward = backend.model.forward
+
+        def labelled(*a, **kw):  # each forward inside a "prefill" or "decode" range, to split the ops by stage
+            with record_function("prefill" if kw["input_ids"].shape[1] > 1 else "decode"):
+                return forward(*a, **kw)
+
+        backend.model.forward = labelled
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             run()
-        totals: dict[str, float] = defaultdict(float)
-        for ev in prof.key_averages():
-            cls = next((c for c, keys in OP_CLASSES if any(k in ev.key for k in keys)), "other ops")
-            totals[cls] += ev.self_cpu_time_total / 1e6
-        all_ops = sum(totals.values())
-        print(f"\nprofiler, self CPU time by operator class ({all_ops:.1f} s in all, profiler overhead included):")
+        backend.model.forward = forward
+        totals: dict[tuple[str, str], float] = defaultdict(float)
+        for ev in prof.events():
+            stage = ev.cpu_parent
+            while stage is not None and stage.name not in ("prefill", "decode"):
+                stage = stage.cpu_parent
+            if stage is None or ev.name in ("prefill", "decode"):
+                continue
+            cls = next((c for c, keys in OP_CLASSES if any(k in ev.name for k in keys)), "other ops")
+            totals[stage.name, cls] += ev.self_cpu_time_total / 1e6
+        print("\nprofiler, self CPU seconds of the forwards by operator class (profiler overhead included):")
+        print(f"{'class':<24} {'prefill':>8} {'share':>6} {'decode':>8} {'share':>6}")
+        stage_total = {st: sum(v for (s_, _), v in totals.items() if s_ == st) or 1.0 for st in ("prefill", "decode")}
         for cls in [c for c, _ in OP_CLASSES] + ["other ops"]:
-            print(f"{cls:<24} {totals[cls]:8.2f} {totals[cls] / all_ops:6.1%}")
+            print(f"{cls:<24}" + "".join(f" {totals[st, cls]:8.2f} {totals[st, cls] / stage_total[st]:6.1%}"
+                                         for st in ("prefill", "decode")))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ Tokens counted are the tokens each row generated up to its own end (not the padd
 For `early-leave` it also prints how far the engine is from the machine's limit: the FLOP/s its prefill and its
 decode forwards achieve (useful work only: 2 x parameters per token for the linear layers, the causal attention
 over each row's own context, the output layer where logits are computed; padding not counted), beside the rate of
-a 1024x576 by 576x1536 matmul in the model's dtype measured on the spot with the same threads."""
+a 1024x576 by 576x1536 matmul in the model's dtype measured on the spot with the same threads, and beside the
+decode figure the rate of the same matmul with as many rows as the batch (plain, and on oneDNN-prepacked weights
+where the engine's decode steps use them)."""
 
 from __future__ import annotations
 
@@ -64,21 +66,33 @@ def engine_generate(backend, prompts, max_new_tokens, batch_size, early_leave):
             [g.tokens for g in out])
 
 
-def matmul_peak(dtype, reps: int = 20) -> float:
-    """GFLOP/s of a prefill-shaped matmul (1024 tokens x 576 by 576 x 1536: SmolLM2-135M's MLP), median of reps."""
+def matmul_peak(dtype, rows: int = 1024, packed: bool = False, reps: int = 20) -> float:
+    """GFLOP/s of a matmul of `rows` tokens x 576 by 576 x 1536 (SmolLM2-135M's MLP; 1024 rows: prefill-shaped, a
+    few: a decode step's), median of reps; `packed`: through oneDNN on a prepacked weight, as decode steps run on a
+    CPU in float32 (phases/gsm8k/packed.py). Each rep cycles through 32 weights (113 MB in float32), so a decode-shaped
+    product streams its weight from memory as in the model rather than from cache."""
     import statistics
 
     import torch
 
-    a, b = torch.randn(1024, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
-    for _ in range(3):
-        a @ b
+    from phases.gsm8k.packed import _ROWS_HINT
+
+    a = torch.randn(rows, 576, dtype=dtype)
+    weights = [torch.randn(1536, 576, dtype=dtype) for _ in range(32 if rows < 64 else 1)]
+    if packed:
+        weights = [torch.ops.mkldnn._reorder_linear_weight(w, _ROWS_HINT) for w in weights]
+        product = lambda w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")  # noqa: E731
+    else:
+        product = lambda w: torch.nn.functional.linear(a, w)  # noqa: E731
+    for w in weights[:3]:
+        product(w)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * 1024 * 576 * 1536 / statistics.median(times) / 1e9
+        for w in weights:
+            product(w)
+        times.append((time.perf_counter() - t0) / len(weights))
+    return 2 * rows * 576 * 1536 / statistics.median(times) / 1e9
 
 
 def flops(config, prompts, generated) -> tuple[float, float]:
@@ -161,13 +175,19 @@ def main() -> None:
             print(f"{bs:>5} {method:>12} {seconds:8.1f} {60 * len(items) / seconds:12.2f} {tokens / seconds:8.1f} "
                   f"{base[0] / seconds:7.2f} {same:9.0%}", flush=True)
     prompts = [it.prompt_ids for it in order]
+    from phases.gsm8k.packed import available
+
+    packs = loaded.model.dtype == torch.float32 and available()  # as the engine decides (packed.py)
     for bs, timers, rows, wall in limits:
         pre, dec = flops(loaded.model.config, prompts, rows)
         t_pre, t_dec = timers.total["prefill forward"], timers.total["decode forward"]
+        small = {k: matmul_peak(loaded.model.dtype, bs, k) for k in ((False, True) if packs else (False,))}
+        rates = ", ".join(f"{'oneDNN prepacked' if k else 'plain'} {v:.0f}" for k, v in small.items())
         print(f"batch {bs}, early-leave: prefill {pre / 1e12:.2f} TFLOP in {t_pre:.1f} s = {pre / t_pre / 1e9:.0f} "
               f"GFLOP/s ({pre / t_pre / 1e9 / peak:.0%} of the matmul peak); decode {dec / 1e12:.2f} TFLOP in "
-              f"{t_dec:.1f} s = {dec / t_dec / 1e9:.0f} GFLOP/s ({dec / t_dec / 1e9 / peak:.0%}); "
-              f"{wall - t_pre - t_dec:.1f} s of the {wall:.1f} s outside the forwards", flush=True)
+              f"{t_dec:.1f} s = {dec / t_dec / 1e9:.0f} GFLOP/s ({dec / t_dec / 1e9 / peak:.0%}; a {bs}-row matmul "
+              f"here: {rates} GFLOP/s); {wall - t_pre - t_dec:.1f} s of the {wall:.1f} s outside the forwards",
+              flush=True)
 
 
 if __name__ == "__main__":

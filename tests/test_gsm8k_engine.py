@@ -154,3 +154,27 @@ def test_packed_decode_matmuls_agree_with_the_plain_ones_and_are_undone(sliced):
 
     assert _decode(backend, prompts, model=model, max_rows=3) == \
         _decode(backend, prompts, model=model, max_rows=3, packed=False)
+
+
+def test_the_batch_frees_its_buffers_as_soon_as_it_is_dropped(sliced):
+    """No reference cycle holds the KV buffers (about a gigabyte at 16 rows of 5-shot prompts) after a call: they
+    are freed at once, not whenever the cyclic collector next runs (disabled here so that it cannot hide one)."""
+    import gc
+    import weakref
+
+    from transformers import DynamicCache
+
+    backend, prompts, model = sliced
+    gc.disable()
+    try:
+        with torch.inference_mode():
+            batch = engine._SlotBatch(model, 2, 400)
+            cache = DynamicCache(config=model.config)
+            logits = model(input_ids=torch.tensor([prompts[0]]), cache=cache, use_cache=True, logits_to_keep=1)
+            batch.join(cache, len(prompts[0]), [0], logits.logits[:, -1].argmax(-1).tolist())
+            batch.step()
+        buffer = weakref.ref(batch.keys[0])
+        del batch, cache
+        assert buffer() is None
+    finally:
+        gc.enable()

@@ -23,6 +23,7 @@ for the length of the call (packed.py), which profiling showed to halve their ma
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -126,7 +127,9 @@ class _SlotLayer(DynamicLayer):
 
     def __init__(self, owner: "_SlotBatch", index: int):
         super().__init__()
-        self.owner, self.index = owner, index
+        # a weak reference: a strong one would make batch -> cache -> layer -> batch a cycle, and the batch's
+        # buffers (about a gigabyte at 16 rows of 5-shot prompts) would outlive the call until the cyclic collector ran
+        self.owner, self.index = weakref.proxy(owner), index
         self.is_initialized = True
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
