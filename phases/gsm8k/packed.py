@@ -2,7 +2,7 @@
 
 A decode step multiplies each weight matrix by only as many rows as the batch has live sequences (1 to 16). On a
 CPU, MKL's sgemm runs such skinny products far below its peak (on a 2-core Zen 3: 20-30 GFLOP/s at 8 rows,
-against 150 at 1,024), while oneDNN, given weights reordered once into its blocked layout, runs them about 2x
+against 150 at 1,024), while oneDNN, given weights reordered once into its blocked layout, runs them 1.5-2x
 faster (benchmarks/gsm8k_profile.py shows the decode forward before and after). Prompts (many rows) keep the
 ordinary `F.linear`, which is the faster of the two there.
 
