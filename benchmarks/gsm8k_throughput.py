@@ -75,13 +75,13 @@ def matmul_peak(dtype, rows: int = 1024, packed: bool = False, reps: int = 20) -
 
     import torch
 
-    from phases.gsm8k.packed import _ROWS_HINT
+    from phases.gsm8k import packed as packed_ops
 
     a = torch.randn(rows, 576, dtype=dtype)
     weights = [torch.randn(1536, 576, dtype=dtype) for _ in range(32 if rows < 64 else 1)]
     if packed:
-        weights = [torch.ops.mkldnn._reorder_linear_weight(w, _ROWS_HINT) for w in weights]
-        product = lambda w: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")  # noqa: E731
+        weights = [packed_ops.pack(w) for w in weights]
+        product = lambda w: packed_ops.linear(a, w)  # noqa: E731
     else:
         product = lambda w: torch.nn.functional.linear(a, w)  # noqa: E731
     for w in weights[:3]:

@@ -292,13 +292,6 @@ def generate(model, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, eo
     `early_leave=False` admits the prompts in fixed groups of `max_rows // copies` and keeps finished rows in the
     batch until the whole group is done, as `model.generate` does: it exists to measure what leaving saves;
     `packed=False` keeps decode steps on the plain weights (packed.py; to measure what packing saves)."""
-    with packed_linears(model, packed):
-        return _generate(model, prompts, max_new_tokens, eos_ids, stopped, sampling, copies, max_rows, early_leave,
-                         on_finish)
-
-
-def _generate(model, prompts, max_new_tokens, eos_ids, stopped, sampling, copies, max_rows, early_leave,
-              on_finish) -> list[Generated]:
     from transformers import DynamicCache
 
     rows = len(prompts) * copies
@@ -352,23 +345,24 @@ def _generate(model, prompts, max_new_tokens, eos_ids, stopped, sampling, copies
             new_rows, tokens = [new_rows[k] for k in live], [tokens[k] for k in live]
         batch.join(cache, ids.shape[1], new_rows, tokens)
 
-    queue = deque(range(len(prompts)))
-    per_group = max(1, max_rows // copies)
-    while queue or batch.rows:
-        if early_leave:
-            batch.keep([k for k, r in enumerate(batch.rows) if not done[r]])
-            while queue and (len(batch.rows) + copies <= max_rows or not batch.rows):
-                admit(queue.popleft())
-        else:  # fixed groups: the next group starts when every row of the last one is done
-            if all(done[r] for r in batch.rows):
-                batch.keep([])
-                for _ in range(min(per_group, len(queue))):
+    with packed_linears(model, packed):
+        queue = deque(range(len(prompts)))
+        per_group = max(1, max_rows // copies)
+        while queue or batch.rows:
+            if early_leave:
+                batch.keep([k for k, r in enumerate(batch.rows) if not done[r]])
+                while queue and (len(batch.rows) + copies <= max_rows or not batch.rows):
                     admit(queue.popleft())
-        if not batch.rows or all(done[r] for r in batch.rows):
-            continue
-        chosen = _next_tokens(batch.step(), [sampling[r] for r in batch.rows])
-        for r, t in zip(batch.rows, chosen):
-            if not done[r]:
-                record(r, t)
-        batch.next = chosen
+            else:  # fixed groups: the next group starts when every row of the last one is done
+                if all(done[r] for r in batch.rows):
+                    batch.keep([])
+                    for _ in range(min(per_group, len(queue))):
+                        admit(queue.popleft())
+            if not batch.rows or all(done[r] for r in batch.rows):
+                continue
+            chosen = _next_tokens(batch.step(), [sampling[r] for r in batch.rows])
+            for r, t in zip(batch.rows, chosen):
+                if not done[r]:
+                    record(r, t)
+            batch.next = chosen
     return out

@@ -25,19 +25,26 @@ _ROWS_HINT = 8  # the row count oneDNN tunes the packed layout for (a typical de
 
 def available() -> bool:
     """Whether this torch build has oneDNN's packed linear ops (CPU builds with mkldnn do)."""
-    ops = getattr(torch.ops, "mkldnn", None)
-    try:
-        return bool(torch.backends.mkldnn.is_available() and ops is not None
-                    and hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise"))
-    except (AttributeError, RuntimeError):
-        return False
+    ops = torch.ops.mkldnn
+    return (torch.backends.mkldnn.is_available() and hasattr(ops, "_reorder_linear_weight")
+            and hasattr(ops, "_linear_pointwise"))
+
+
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """A linear layer's (out x in) weight reordered into oneDNN's blocked layout, for `linear`."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _ROWS_HINT)
+
+
+def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` with the weight as `pack` returned it."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
 
 
 def _packed_forward(module: torch.nn.Linear, packed: torch.Tensor, plain):
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.numel() // max(x.shape[-1], 1) > MAX_PACKED_ROWS:
             return plain(x)
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, module.bias, "none", [], "")
+        return linear(x, packed, module.bias)
     return forward
 
 
@@ -51,7 +58,7 @@ def packed_linears(model: torch.nn.Module, enabled: bool = True):
     saved = []
     try:
         for m in targets:
-            packed = torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), _ROWS_HINT)
+            packed = pack(m.weight)
             own = m.__dict__.get("forward")  # an instance-level forward (a hook library's) to put back afterwards
             saved.append((m, own))
             m.forward = _packed_forward(m, packed, own or type(m).forward.__get__(m))
